@@ -1,0 +1,180 @@
+"""Built-in data sources: scikit-learn's digits, MNIST from a user's files, 2-D Gaussian mixtures."""
+
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..classifier import digits_split, load_classifier
+from ..datasource import DataSource
+from ..hookspecs import hookimpl
+from ..metrics import frechet_distance, mode_statistics
+
+
+class Digits(DataSource):
+    """scikit-learn's bundled 8x8 digits in [-1, 1], flattened to 64 values, with labels.
+
+    Metrics: the Fréchet distance between the shipped classifier's features of generated samples
+    and of the training digits, and how many of the 10 classes the samples cover.
+    """
+
+    shape = (64,)
+
+    def __init__(self, split: str = "train"):
+        images, labels = digits_split(split)
+        self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
+        self._real_features = None
+
+    def tensors(self):
+        return {"x": self.images, "label": self.labels}
+
+    def metrics(self, samples):
+        classifier = load_classifier()
+        with torch.no_grad():
+            if self._real_features is None:
+                self._real_features = classifier.features(self.images)
+            features = classifier.features(samples.flatten(1).float())
+            predicted = classifier.head(features).argmax(1)
+        counts = torch.bincount(predicted, minlength=10)
+        # a class counts as covered when it holds at least a fifth of its fair share of samples
+        covered = int((counts >= 0.2 * len(samples) / 10).sum())
+        return {
+            "frechet_distance": frechet_distance(self._real_features, features),
+            "classes_covered": float(covered),
+        }
+
+    def render(self, samples, path):
+        save_image_grid(samples.view(-1, 8, 8), path)
+
+
+class MNIST(DataSource):
+    """MNIST (or any 28x28 grey images) from the user's own files, scaled to [-1, 1].
+
+    ``path`` is either an ``.npz`` file (keys ``x_train`` and optionally ``y_train``, as Keras
+    ships it) or a folder with the IDX files ``train-images-idx3-ubyte`` and
+    ``train-labels-idx1-ubyte`` (each optionally ``.gz``).
+    """
+
+    def __init__(self, path: str, limit: int = 0):
+        images, labels = _read_images(Path(path).expanduser())
+        if limit:
+            images, labels = images[:limit], labels[:limit]
+        self.shape = (math.prod(images.shape[1:]),)
+        self.images = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 127.5 - 1.0)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+
+    def tensors(self):
+        return {"x": self.images, "label": self.labels}
+
+    def render(self, samples, path):
+        side = math.isqrt(self.shape[0])
+        save_image_grid(samples.view(-1, side, side), path)
+
+
+class Gaussians(DataSource):
+    """A 2-D mixture of Gaussians: the 8-mode ring or the 25-mode grid of the mode-collapse papers.
+
+    Metrics: ``modes_covered`` and ``high_quality_fraction`` (within 3 std of the nearest mode).
+    """
+
+    shape = (2,)
+
+    def __init__(self, layout: str = "ring", std: float = 0.0, samples: int = 100_000, seed: int = 0,
+                 radius: float = 2.0):
+        if layout == "ring":
+            angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+            self.means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+            self.std = std or 0.02
+        elif layout == "grid":
+            axis = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0], dtype=torch.float64)
+            self.means = torch.cartesian_prod(axis, axis)
+            self.std = std or 0.05
+        else:
+            raise ValueError(f"layout must be 'ring' or 'grid', got {layout!r}")
+        generator = torch.Generator().manual_seed(seed)
+        modes = torch.randint(len(self.means), (samples,), generator=generator)
+        noise = torch.randn(samples, 2, generator=generator, dtype=torch.float64)
+        self.points = (self.means[modes] + self.std * noise).float()
+        self.modes = modes
+
+    def tensors(self):
+        return {"x": self.points, "mode": self.modes}
+
+    def metrics(self, samples):
+        return mode_statistics(samples.flatten(1), self.means, self.std)
+
+    def render(self, samples, path):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(5, 5))
+        axes.scatter(*samples.T.numpy(), s=2, alpha=0.4, label="generated")
+        axes.scatter(*self.means.T.numpy(), s=30, c="red", marker="x", label="modes")
+        axes.set_aspect("equal")
+        axes.legend(loc="upper right")
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+
+
+def save_image_grid(images: torch.Tensor, path: Path, columns: int = 10) -> None:
+    """Save grey images in [-1, 1], shape [n, h, w], as one PNG grid with a 1-pixel border."""
+    from PIL import Image
+
+    images = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    count, height, width = images.shape
+    rows = math.ceil(count / columns)
+    grid = np.zeros((rows * (height + 1) + 1, columns * (width + 1) + 1), dtype=np.uint8)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        top, left = 1 + row * (height + 1), 1 + column * (width + 1)
+        grid[top : top + height, left : left + width] = image
+    scale = max(1, 256 // grid.shape[1] * 2)
+    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+
+
+def _read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if "x_train" not in archive:
+                raise ValueError(f"{path}: expected an array 'x_train' (found {', '.join(archive.files)})")
+            images = archive["x_train"]
+            labels = archive["y_train"] if "y_train" in archive else np.zeros(len(images), np.int64)
+        return images, labels
+    if path.is_dir():
+        images = _read_idx(_find(path, "train-images-idx3-ubyte"))
+        labels = _read_idx(_find(path, "train-labels-idx1-ubyte"))
+        return images, labels
+    raise ValueError(f"{path}: expected an .npz file or a folder of MNIST IDX files")
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{folder}: no {stem} or {stem}.gz")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format: magic, big-endian dimension sizes, unsigned bytes)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as file:
+        data = file.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
+    if body.size != math.prod(shape):
+        raise ValueError(f"{path}: truncated (expected {math.prod(shape)} values, found {body.size})")
+    return body.reshape(shape)
+
+
+@hookimpl
+def rlgan_register_data(register):
+    register("digits", Digits)
+    register("mnist", MNIST)
+    register("gaussians", Gaussians)

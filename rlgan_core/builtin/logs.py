@@ -1,0 +1,53 @@
+"""Metrics as JSON lines (``RUN_DIR/metrics.jsonl``) and TensorBoard events (``RUN_DIR/tensorboard``)."""
+
+import json
+
+from ..hookspecs import hookimpl
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@hookimpl
+def rlgan_train_start(engine):
+    path = engine.run_dir / METRICS_FILE
+    if path.exists():  # a resumed run: drop what was logged after the checkpoint it resumes from
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= engine.state.step]
+        path.write_text("".join(line + "\n" for line in kept))
+    engine.stash["metrics_file"] = open(path, "a")
+    if engine.config.logging.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        engine.stash["tensorboard"] = SummaryWriter(engine.run_dir / "tensorboard", purge_step=engine.state.step + 1)
+
+
+@hookimpl
+def rlgan_step_end(engine, output):
+    if output.step % engine.config.logging.every == 0:
+        values = {f"loss/{k}": float(v) for k, v in output.losses.items()}
+        values.update({f"reward/{k}": float(v) for k, v in output.rewards.items()})
+        _write(engine, engine.state.step, values)
+
+
+@hookimpl
+def rlgan_evaluation_end(engine, metrics):
+    _write(engine, engine.state.step, {f"eval/{k}": v for k, v in metrics.items()})
+
+
+@hookimpl
+def rlgan_train_end(engine):
+    engine.stash.pop("metrics_file").close()
+    writer = engine.stash.pop("tensorboard", None)
+    if writer is not None:
+        writer.close()
+
+
+def _write(engine, step: int, values: dict[str, float]) -> None:
+    if not values:
+        return
+    file = engine.stash["metrics_file"]
+    file.write(json.dumps({"step": step, **values}) + "\n")
+    file.flush()
+    writer = engine.stash.get("tensorboard")
+    if writer is not None:
+        for key, value in values.items():
+            writer.add_scalar(key, value, step)

@@ -1,0 +1,41 @@
+"""A progress bar with the live losses and mean rewards (switch off with ``logging.progress``)."""
+
+from tqdm.auto import tqdm
+
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def rlgan_train_start(engine):
+    if engine.config.logging.progress:
+        engine.stash["progress"] = tqdm(
+            total=engine.config.run.steps, initial=engine.state.step, desc=engine.config.run.name,
+            unit="step", dynamic_ncols=True,
+        )
+
+
+@hookimpl
+def rlgan_step_end(engine, output):
+    bar = engine.stash.get("progress")
+    if bar is None:
+        return
+    bar.update(1)
+    if output.step % engine.config.logging.every == 0:
+        shown = {f"loss_{k[0]}": f"{float(v):.3f}" for k, v in output.losses.items()}
+        if output.rewards:
+            shown["reward"] = f"{sum(float(v) for v in output.rewards.values()) / len(output.rewards):.3f}"
+        bar.set_postfix(shown, refresh=False)
+
+
+@hookimpl
+def rlgan_evaluation_end(engine, metrics):
+    bar = engine.stash.get("progress")
+    if bar is not None and metrics:
+        bar.write(f"step {engine.state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+@hookimpl
+def rlgan_train_end(engine):
+    bar = engine.stash.pop("progress", None)
+    if bar is not None:
+        bar.close()

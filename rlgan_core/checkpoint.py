@@ -1,0 +1,86 @@
+"""Crash-safe checkpoints: tensors in safetensors, everything else in JSON, never a pickle.
+
+A checkpoint is a folder ``step-NNNNNNNN`` holding ``tensors.safetensors`` and ``state.json``
+(which records the tensors file's SHA-256).  It is written under a temporary name, fsynced and
+renamed into place, so a folder with that name is always complete.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+
+TENSORS = "tensors.safetensors"
+STATE = "state.json"
+PREFIX = "step-"
+
+
+def save(folder: Path, step: int, tensors: dict[str, torch.Tensor], state: dict, keep: int) -> Path:
+    """Write checkpoint ``folder/step-NNNNNNNN`` atomically; keep the newest ``keep`` checkpoints."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{PREFIX}{step:08d}"
+    temporary = folder / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    save_file({name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}, temporary / TENSORS)
+    state = {**state, "step": step, "tensors_sha256": _sha256(temporary / TENSORS)}
+    (temporary / STATE).write_text(json.dumps(state, indent=1))
+    for path in (temporary / TENSORS, temporary / STATE, temporary):
+        _fsync(path)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    _fsync(folder)
+    for old in list_checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints in ``folder``, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.name.startswith(PREFIX) and path.is_dir())
+
+
+def load(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read and verify a checkpoint folder; a clear :class:`CheckpointError` for anything amiss."""
+    path = Path(path)
+    if not (path / STATE).is_file() or not (path / TENSORS).is_file():
+        raise CheckpointError(f"{path}: not a checkpoint (expected {STATE} and {TENSORS})")
+    try:
+        state = json.loads((path / STATE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path / STATE}: unreadable ({error})") from None
+    if not isinstance(state, dict) or "tensors_sha256" not in state or "step" not in state:
+        raise CheckpointError(f"{path / STATE}: missing fields; not written by rlgan")
+    if _sha256(path / TENSORS) != state["tensors_sha256"]:
+        raise CheckpointError(f"{path / TENSORS}: contents do not match the checksum in {STATE} (corrupt or tampered)")
+    try:
+        tensors = load_file(path / TENSORS)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path / TENSORS}: unreadable ({error})") from None
+    return tensors, state
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,138 @@
+"""The ``rlgan`` command: train, sample, plugins, doctor."""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import RlganError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rlgan", description="Train generative models with reward signals.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train from a TOML config (the digits default without one)")
+    train.add_argument("config", nargs="?", help="TOML config file (default: the built-in digits run)")
+    train.add_argument("--run-dir", help="where the run writes everything (default: runs/<name>-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    train.add_argument("--steps", type=int, help="override run.steps")
+    train.add_argument("--device", help="override run.device (auto, cpu, cuda)")
+
+    sample = commands.add_parser("sample", help="draw samples from a checkpoint into a PNG")
+    sample.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest checkpoint)")
+    sample.add_argument("-o", "--output", default="samples.png", help="PNG to write (default: samples.png)")
+    sample.add_argument("-n", "--count", type=int, default=100, help="how many samples (default: 100)")
+    sample.add_argument("--seed", type=int, default=0)
+
+    plugins = commands.add_parser("plugins", help="list installed plugins and what each registers")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+
+    commands.add_parser("doctor", help="say which loss kernels are in use, and why")
+
+    args = parser.parse_args(argv)
+    try:
+        return {"train": cmd_train, "sample": cmd_sample, "plugins": cmd_plugins, "doctor": cmd_doctor}[
+            args.command
+        ](args)
+    except RlganError as error:
+        print(f"rlgan: error: {error}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args) -> int:
+    from . import checkpoint
+    from .config import load_config, parse_config, to_dict
+    from .engine import Engine
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = checkpoint.list_checkpoints(run_dir / "checkpoints")
+        if not saved:
+            raise RlganError(f"{run_dir}: no checkpoint to resume from")
+        config = parse_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
+    else:
+        config = load_config(args.config)
+    if args.steps is not None:
+        config.run.steps = args.steps
+    if args.device is not None:
+        config.run.device = args.device
+    if not args.resume:
+        run_dir = Path(args.run_dir or f"runs/{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    engine = Engine(config, run_dir)
+    if args.resume:
+        engine.load_checkpoint(saved[-1])
+        print(f"rlgan: resuming {run_dir} from step {engine.state.step}", flush=True)
+    else:
+        print(f"rlgan: run directory {run_dir}", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+    summary = engine.run()
+    shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "steps"}
+    print("rlgan: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    print(f"rlgan: finished {summary['steps']} steps; results in {run_dir}", flush=True)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from . import checkpoint
+    from .config import parse_config
+    from .engine import Engine
+    from .errors import CheckpointError
+
+    path = Path(args.checkpoint)
+    if not (path / checkpoint.STATE).exists():
+        saved = checkpoint.list_checkpoints(path / "checkpoints")
+        if not saved:
+            raise CheckpointError(f"{path}: neither a checkpoint nor a run folder with checkpoints")
+        path = saved[-1]
+    _, state = checkpoint.load(path)
+    config = parse_config(state["config"], f"{path}/state.json")
+    config.logging.progress = False
+    engine = Engine(config, path.parent.parent)
+    engine.load_checkpoint(path)
+    samples = engine.generate(args.count, seed=args.seed)
+    engine.data.render(samples, Path(args.output))
+    print(f"rlgan: wrote {args.count} samples from {path} to {args.output}")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from .plugins import describe_plugins
+
+    described = describe_plugins()
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for entry in described:
+        origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "built-in"
+        print(f"{entry['name']}  ({origin})")
+        for kind in ("models", "rewards", "data"):
+            if entry.get(kind):
+                print(f"    {kind}: {', '.join(entry[kind])}")
+        print(f"    hooks: {', '.join(entry['hooks'])}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    import torch
+
+    from . import extension
+
+    found = extension.status()
+    print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+    print(f"kernel backend: {extension.backend()} (RLGAN_KERNEL or [kernel] backend)")
+    if found.loaded:
+        print(f"fused extension: loaded ({found.origin}); kernels for: {', '.join(found.devices)}")
+    else:
+        print(f"fused extension: not loaded: {found.reason}")
+    for device in ("cpu", "cuda"):
+        if device == "cuda" and not torch.cuda.is_available():
+            continue
+        try:
+            used = "fused" if extension.use_fused(torch.device(device)) else "fallback"
+        except RlganError as error:
+            used = f"error: {error}"
+        print(f"  {device}: {used}")
+    return 0

@@ -1,0 +1,343 @@
+"""The training engine: a GAN loop whose generator loss takes in rewards from plugins.
+
+The loop (``Engine.run``) reads top to bottom: a discriminator step, a generator step in which
+the configured rewards become advantages that weight the generator loss, then the plugin hooks.
+Logging, checkpoints, evaluation, progress and pictures are plugins (``rlgan_core.builtin``).
+"""
+
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint, extension, ops
+from .config import Config, ComponentConfig, to_dict
+from .errors import CheckpointError, ConfigError, RewardError
+from .plugins import describe_plugins, get_plugin_manager, registries
+from .registry import Entry
+from .reward import RewardContext
+
+
+@dataclass
+class State:
+    """What a checkpoint must restore besides weights and random number generators."""
+
+    step: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    initial_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StepOutput:
+    """One step's results, as detached tensors (call ``float()`` only when you need a number)."""
+
+    step: int
+    losses: dict[str, torch.Tensor]
+    rewards: dict[str, torch.Tensor]
+
+
+@dataclass
+class BoundReward:
+    """A configured reward: the callable, its weight, whether its gradient is used, its origin."""
+
+    name: str
+    plugin: str
+    reward: object
+    weight: float
+    pathwise: bool
+
+
+class Engine:
+    def __init__(self, config: Config, run_dir: str | Path, pm=None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.pm = pm or get_plugin_manager()
+        self.hook = self.pm.hook
+        self.stash: dict = {}
+        self.state = State()
+        extension.set_backend(config.kernel.backend)
+        self.device = resolve_device(config.run.device)
+        torch.manual_seed(config.run.seed)
+        found = registries(self.pm)
+        self.data = build(found.data.get(config.data.name), config.data, "data")
+        self.generator = build(found.models.get(config.generator.name), config.generator, "generator", self.data)
+        self.discriminator = build(
+            found.models.get(config.discriminator.name), config.discriminator, "discriminator", self.data
+        )
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
+        self.rewards = [bind_reward(found.rewards.get(name), name, rc) for name, rc in config.rewards.items()]
+        self.reward_weights = torch.tensor([r.weight for r in self.rewards] or [0.0], device=self.device)
+        opt = config.optimizer
+        self.generator_optimizer = torch.optim.Adam(
+            self.generator.parameters(), lr=opt.generator_lr, betas=tuple(opt.betas)
+        )
+        self.discriminator_optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), lr=opt.discriminator_lr, betas=tuple(opt.betas)
+        )
+        self.dataset = {key: value.to(self.device) for key, value in self.data.tensors().items()}
+        self.data_rng = torch.Generator().manual_seed(config.run.seed + 1)
+        self.latent_rng = torch.Generator(self.device).manual_seed(config.run.seed + 2)
+        self._order = torch.empty(0, dtype=torch.long)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Train from ``state.step`` to ``run.steps``; return the summary written to summary.json."""
+        started = time.perf_counter()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.hook.rlgan_train_start(engine=self)
+        if self.state.step == 0:
+            self.evaluate()
+            self.state.initial_metrics = dict(self.state.metrics)
+        while self.state.step < self.config.run.steps:
+            output = self.train_step()
+            self.state.step += 1
+            if self.state.step % self.config.evaluation.every == 0 or self.state.step == self.config.run.steps:
+                self.evaluate()
+            self.hook.rlgan_step_end(engine=self, output=output)
+        summary = self.summary(time.perf_counter() - started)
+        self.hook.rlgan_train_end(engine=self, summary=summary)
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def train_step(self) -> StepOutput:
+        """One discriminator update (or several) and one generator update."""
+        for _ in range(self.config.optimizer.discriminator_steps):
+            batch = self.next_batch()
+            with torch.no_grad():
+                fake = self.generator(self.sample_latents(len(batch["x"])))
+            discriminator_loss = (
+                F.softplus(-self.discriminator(batch["x"])).mean() + F.softplus(self.discriminator(fake)).mean()
+            )
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
+            discriminator_loss.backward()
+            self.discriminator_optimizer.step()
+
+        latents = self.sample_latents(self.config.run.batch_size)
+        fake = self.generator(latents)
+        self.discriminator.requires_grad_(False)
+        logits = self.discriminator(fake)
+        context = RewardContext(
+            self.state.step, self.generator, self.discriminator, logits, latents, batch, self.data, self.device
+        )
+        rewards = self.compute_rewards(fake, context)
+        loss = ops.reward_weighted_gan_loss(
+            logits,
+            rewards.detach(),
+            self.reward_weights,
+            baseline=self.config.loss.baseline,
+            temperature=self.config.loss.temperature,
+            eps=self.config.loss.eps,
+        )
+        pathwise = [r.weight * rewards[:, i].mean() for i, r in enumerate(self.rewards) if r.pathwise]
+        generator_loss = loss - sum(pathwise) if pathwise else loss
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        generator_loss.backward()
+        self.generator_optimizer.step()
+        self.discriminator.requires_grad_(True)
+
+        return StepOutput(
+            self.state.step,
+            {"generator": generator_loss.detach(), "discriminator": discriminator_loss.detach()},
+            {r.name: rewards[:, i].detach().mean() for i, r in enumerate(self.rewards)},
+        )
+
+    # --- the parts the loop uses --------------------------------------------------------------
+
+    def compute_rewards(self, samples: torch.Tensor, context: RewardContext) -> torch.Tensor:
+        """Each configured reward on ``samples``, checked, as columns of an [N, K] tensor."""
+        n = len(samples)
+        columns = []
+        for bound in self.rewards:
+            try:
+                value = bound.reward(samples, context)
+            except Exception as error:
+                raise RewardError(
+                    f"reward {bound.name!r} (plugin {bound.plugin!r}) raised at step {context.step}: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
+            if not isinstance(value, torch.Tensor) or value.shape != (n,):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise RewardError(f"{where} returned {shape}; expected a tensor of shape ({n},)")
+            if value.device != samples.device:
+                raise RewardError(f"{where} returned a tensor on {value.device}; expected {samples.device}")
+            if not torch.isfinite(value).all():
+                raise RewardError(f"{where} returned NaN or infinite values")
+            columns.append(value if bound.pathwise else value.detach())
+        if not columns:
+            return samples.new_zeros((n, 1))
+        return torch.stack(columns, dim=1).float()
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        """The next batch of real data, reshuffled every epoch from the data RNG."""
+        size = self.config.run.batch_size
+        if len(self._order) < size:
+            fresh = torch.randperm(len(self.dataset["x"]), generator=self.data_rng)
+            self._order = torch.cat([self._order, fresh])
+        indices, self._order = self._order[:size], self._order[size:]
+        indices = indices.to(self.device)
+        return {key: value[indices] for key, value in self.dataset.items()}
+
+    def sample_latents(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.generator.latent_dim, generator=self.latent_rng, device=self.device)
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` samples from a fixed seed (not the training RNG), on the CPU."""
+        rng = torch.Generator(self.device).manual_seed(seed)
+        latents = torch.randn(n, self.generator.latent_dim, generator=rng, device=self.device)
+        was_training = self.generator.training
+        self.generator.eval()
+        samples = self.generator(latents).cpu()
+        self.generator.train(was_training)
+        return samples
+
+    def evaluate(self) -> dict[str, float]:
+        """Ask the plugins for metrics of a fixed-seed sample batch; tell them the merged result."""
+        samples = self.generate(self.config.evaluation.samples)
+        metrics = {}
+        for result in reversed(self.hook.rlgan_evaluate(engine=self, samples=samples)):
+            metrics.update(result or {})
+        self.state.metrics = metrics
+        self.hook.rlgan_evaluation_end(engine=self, samples=samples, metrics=metrics)
+        return metrics
+
+    def summary(self, wall_time: float) -> dict:
+        return {
+            "steps": self.state.step,
+            "wall_time_s": round(wall_time, 3),
+            "device": str(self.device),
+            "kernel": "fused" if extension.use_fused(self.device) else "fallback",
+            "config": to_dict(self.config),
+            "plugins": self.plugin_versions(),
+            "metrics": dict(self.state.metrics),
+            **{f"{key}_initial": value for key, value in self.state.initial_metrics.items()},
+            **self.state.metrics,
+        }
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        tensors = {}
+        for prefix, module in (("generator", self.generator), ("discriminator", self.discriminator)):
+            tensors.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+        optimizers = {}
+        for prefix, optimizer in (("generator_optimizer", self.generator_optimizer),
+                                  ("discriminator_optimizer", self.discriminator_optimizer)):
+            optimizers[prefix] = _split_optimizer_state(optimizer.state_dict(), prefix, tensors)
+        for name, rng_state in self._rng_states().items():
+            tensors[f"rng.{name}"] = rng_state
+        tensors["data.order"] = self._order
+        state = {
+            "metrics": self.state.metrics,
+            "initial_metrics": self.state.initial_metrics,
+            "optimizers": optimizers,
+            "config": to_dict(self.config),
+            "plugins": self.plugin_versions(),
+        }
+        return checkpoint.save(self.run_dir / "checkpoints", self.state.step, tensors, state, self.config.checkpoint.keep)
+
+    def load_checkpoint(self, path: Path) -> None:
+        tensors, state = checkpoint.load(path)
+        try:
+            for prefix, module in (("generator", self.generator), ("discriminator", self.discriminator)):
+                module.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+            for prefix, optimizer in (("generator_optimizer", self.generator_optimizer),
+                                      ("discriminator_optimizer", self.discriminator_optimizer)):
+                optimizer.load_state_dict(_join_optimizer_state(state["optimizers"][prefix], prefix, tensors))
+            torch.set_rng_state(tensors["rng.torch"])
+            self.data_rng.set_state(tensors["rng.data"])
+            self.latent_rng.set_state(tensors["rng.latent"])
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+            self._order = tensors["data.order"]
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(f"{path}: does not match this run's models or config ({error})") from None
+        self.state = State(state["step"], state["metrics"], state["initial_metrics"])
+
+    def plugin_versions(self) -> dict[str, str | None]:
+        """Each loaded plugin's distribution version (``None`` for built-ins)."""
+        return {entry["name"]: entry["version"] for entry in describe_plugins(self.pm)}
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state(), "latent": self.latent_rng.get_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
+
+# --- building a run from a config ----------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"run.device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"run.device: {name!r} asked for, but this PyTorch sees no CUDA device")
+    return device
+
+
+def build(entry: Entry, component: ComponentConfig, section: str, *args):
+    """Call a registered factory with the config's options; unknown options are config errors."""
+    _check_options(entry.factory, component.options, f"[{section}] ({entry.name!r} from plugin {entry.plugin!r})", len(args))
+    try:
+        return entry.factory(*args, **component.options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"[{section}] {entry.name!r} (plugin {entry.plugin!r}): {error}") from error
+
+
+def bind_reward(entry: Entry, name: str, reward_config) -> BoundReward:
+    reward = build(entry, ComponentConfig(name, reward_config.options), f"rewards.{name}")
+    if reward_config.pathwise and not getattr(reward, "differentiable", False):
+        raise ConfigError(
+            f"[rewards.{name}] pathwise = true, but reward {name!r} (plugin {entry.plugin!r}) is not differentiable"
+        )
+    return BoundReward(name, entry.plugin, reward, reward_config.weight, reward_config.pathwise)
+
+
+def _check_options(factory, options: dict, where: str, positional: int) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    parameters = list(signature.parameters.values())[positional:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"{where}: unknown option {key!r} (accepted: {', '.join(accepted) or 'none'})")
+
+
+def _split_optimizer_state(state_dict: dict, prefix: str, tensors: dict) -> dict:
+    """Move an optimizer state's tensors into ``tensors``; return the JSON-safe rest."""
+    rest = {"param_groups": state_dict["param_groups"], "state": {}}
+    for index, values in state_dict["state"].items():
+        rest["state"][str(index)] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.{index}.{key}"] = value
+            else:
+                rest["state"][str(index)][key] = value
+    return rest
+
+
+def _join_optimizer_state(rest: dict, prefix: str, tensors: dict) -> dict:
+    state = {}
+    for index, values in rest["state"].items():
+        state[int(index)] = dict(values)
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            index, key = name[len(prefix) + 1:].split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+    return {"param_groups": rest["param_groups"], "state": state}
