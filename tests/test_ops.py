@@ -1,0 +1,296 @@
+"""The fused ops against the fallback and against an independent float64 reference."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlgan_core import extension, ops
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 2e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
+
+pytestmark = pytest.mark.skipif(not extension.status().loaded, reason=f"no fused extension: {extension.status().reason}")
+
+
+def fused(device):
+    extension.set_backend("fused")
+    return device
+
+
+@pytest.fixture(autouse=True)
+def reset_backend():
+    yield
+    extension.set_backend(None)
+
+
+def reference_policy_loss(logits, actions, advantages, entropy_coef, ignore_index, reduction):
+    """Written from the contract, in float64, independent of both implementations."""
+    x = logits.double()
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    valid = 0
+    for i in range(x.shape[0]):
+        if actions[i] == ignore_index:
+            continue
+        valid += 1
+        finite = x[i][torch.isfinite(x[i])]
+        log_z = torch.logsumexp(finite, 0)
+        log_p = x[i] - log_z
+        p = log_p.exp()
+        entropy = -(p[p > 0] * log_p[p > 0]).sum()
+        loss = loss - advantages[i].double() * log_p[actions[i]] - entropy_coef * entropy
+    return loss / max(valid, 1) if reduction == "mean" else loss
+
+
+def relative_error(a, b):
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp(min=1e-30)).item()
+
+
+def policy_case(n, v, dtype, device, ignore_every=0, scale=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n, v, generator=g) * scale).to(device=device, dtype=dtype)
+    actions = torch.randint(0, v, (n,), generator=g)
+    if ignore_every:
+        actions[::ignore_every] = -100
+    advantages = torch.randn(n, generator=g)
+    return logits, actions.to(device), advantages.to(device)
+
+
+def both_policy(logits, actions, advantages, **kwargs):
+    results = []
+    for fn in (ops.policy_gradient_loss, ops.policy_gradient_loss_fallback):
+        x = logits.detach().clone().requires_grad_()
+        extension.set_backend("fused")
+        loss = fn(x, actions, advantages, **kwargs)
+        (grad,) = torch.autograd.grad(loss, x)
+        results.append((loss.detach(), grad))
+    return results
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    v=st.integers(1, 700),
+    dtype=st.sampled_from(DTYPES),
+    entropy_coef=st.sampled_from([0.0, 0.01, 0.5]),
+    reduction=st.sampled_from(["mean", "sum"]),
+    ignore_every=st.sampled_from([0, 2, 3]),
+    scale=st.sampled_from([0.1, 3.0, 30.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_policy_fused_equals_fallback(n, v, dtype, entropy_coef, reduction, ignore_every, scale, seed):
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        logits, actions, advantages = policy_case(n, v, dtype, device, ignore_every, scale, seed)
+        kwargs = dict(entropy_coef=entropy_coef, reduction=reduction)
+        (loss_f, grad_f), (loss_r, grad_r) = both_policy(logits, actions, advantages, **kwargs)
+        assert loss_f.dtype == torch.float32 and grad_f.dtype == dtype
+        expected = reference_policy_loss(logits, actions, advantages, entropy_coef, -100, reduction)
+        tolerance = TOLERANCE[dtype]
+        assert abs(loss_f.double() - expected).item() <= tolerance * (1 + abs(expected).item())
+        assert abs(loss_r.double() - expected).item() <= tolerance * (1 + abs(expected).item())
+        if grad_r.abs().max() > 0:
+            assert relative_error(grad_f, grad_r) <= 5 * tolerance
+
+
+def test_policy_gradient_matches_the_formula(device):
+    """d loss / d x = (1/M) [A (p - onehot) + beta p (log p + H)], checked in float64."""
+    logits, actions, advantages = policy_case(6, 50, torch.float64, device, ignore_every=4)
+    beta = 0.3
+    x = logits.clone().requires_grad_()
+    extension.set_backend("fused")
+    loss = ops.policy_gradient_loss(x, actions, advantages, entropy_coef=beta)
+    (grad,) = torch.autograd.grad(loss, x)
+    valid = actions != -100
+    log_p = torch.log_softmax(logits, 1)
+    p = log_p.exp()
+    entropy = -(p * log_p).sum(1, keepdim=True)
+    onehot = torch.nn.functional.one_hot(actions.clamp(min=0), 50).double()
+    expected = (advantages[:, None].double() * (p - onehot) + beta * p * (log_p + entropy)) / valid.sum()
+    expected[~valid] = 0
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_policy_large_and_infinite_logits(device, inplace):
+    logits = torch.tensor(
+        [[1e4, -1e4, 0.0, 5.0], [-math.inf, 2.0, -math.inf, 1.0], [-1e4, -1e4, -1e4, -1e4], [3.0, -math.inf, 1e4, 0.0]],
+        device=device,
+    )
+    actions = torch.tensor([1, 3, 2, 2], device=device)
+    advantages = torch.tensor([1.0, -2.0, 0.5, 1.5], device=device)
+    x = logits.clone().requires_grad_()
+    extension.set_backend("fused")
+    loss = ops.policy_gradient_loss(x * 1, actions, advantages, entropy_coef=0.1, inplace=inplace)
+    (grad,) = torch.autograd.grad(loss, x)
+    expected = reference_policy_loss(logits.cpu(), actions.cpu(), advantages.cpu(), 0.1, -100, "mean")
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    assert abs(loss.item() - expected.item()) < 1e-3 * (1 + abs(expected.item()))
+    reference = logits.clone().requires_grad_()
+    (grad_ref,) = torch.autograd.grad(
+        ops.policy_gradient_loss_fallback(reference, actions, advantages, entropy_coef=0.1), reference
+    )
+    assert torch.isfinite(grad_ref).all()
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_policy_edge_shapes(device):
+    extension.set_backend("fused")
+    # V = 1: p = 1, log p = 0, H = 0: zero loss and gradient
+    x = torch.randn(3, 1, device=device, requires_grad=True)
+    loss = ops.policy_gradient_loss(x, torch.zeros(3, dtype=torch.long, device=device), torch.ones(3, device=device),
+                                    entropy_coef=0.2)
+    loss.backward()
+    assert loss.item() == 0 and x.grad.abs().max().item() == 0
+    # empty valid set: loss 0, gradient 0 (not NaN)
+    x = torch.randn(4, 7, device=device, requires_grad=True)
+    loss = ops.policy_gradient_loss(x, torch.full((4,), -100, device=device), torch.ones(4, device=device))
+    loss.backward()
+    assert loss.item() == 0 and x.grad.abs().max().item() == 0
+    # N = 1
+    logits, actions, advantages = policy_case(1, 9, torch.float32, device)
+    (loss_f, grad_f), (loss_r, grad_r) = both_policy(logits, actions, advantages, entropy_coef=0.1)
+    torch.testing.assert_close(loss_f, loss_r)
+    torch.testing.assert_close(grad_f, grad_r)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_policy_inplace_writes_the_gradient_over_the_logits(device, dtype):
+    extension.set_backend("fused")
+    logits, actions, advantages = policy_case(33, 517, dtype, device, ignore_every=5)
+    (loss_ref, grad_ref), _ = both_policy(logits, actions, advantages, entropy_coef=0.05)
+    leaf = logits.clone().requires_grad_()
+    storage = leaf * 1  # a non-leaf, as the output of a model's last layer would be
+    loss = ops.policy_gradient_loss(storage, actions, advantages, entropy_coef=0.05, inplace=True)
+    torch.testing.assert_close(storage.detach(), grad_ref)  # the forward left the gradient there
+    loss.backward()
+    torch.testing.assert_close(loss, loss_ref)
+    torch.testing.assert_close(leaf.grad, grad_ref)
+
+
+def test_gradcheck_float64(device):
+    extension.set_backend("fused")
+    logits, actions, advantages = policy_case(5, 11, torch.float64, device, ignore_every=3)
+    x = logits.clone().requires_grad_()
+    for fn in (ops.policy_gradient_loss, ops.policy_gradient_loss_fallback):
+        assert torch.autograd.gradcheck(lambda t: fn(t, actions, advantages, entropy_coef=0.2), (x,))
+    d = torch.randn(9, dtype=torch.float64, device=device, requires_grad=True)
+    rewards = torch.randn(9, 3, dtype=torch.float64, device=device)
+    weights = torch.rand(3, dtype=torch.float64, device=device)
+    for fn in (ops.reward_weighted_gan_loss, ops.reward_weighted_gan_loss_fallback):
+        assert torch.autograd.gradcheck(
+            lambda t: fn(t, rewards, weights, baseline="whiten", temperature=0.8), (d,)
+        )
+
+
+def test_opcheck(device):
+    logits, actions, advantages = policy_case(7, 64, torch.float32, device, ignore_every=3)
+    torch.library.opcheck(
+        torch.ops.rlgan.policy_gradient_loss.default,
+        (logits.requires_grad_(), actions, advantages, 0.1, -100, "mean", True),
+    )
+    torch.library.opcheck(
+        torch.ops.rlgan.policy_gradient_loss_.default,
+        (logits.detach().clone(), actions, advantages, 0.1, -100, "sum"),
+        test_utils=("test_schema", "test_faketensor"),
+    )
+    d = torch.randn(20, device=device, requires_grad=True)
+    torch.library.opcheck(
+        torch.ops.rlgan.reward_weighted_gan_loss.default,
+        (d, torch.randn(20, 2, device=device), torch.rand(2, device=device), "whiten", 0.5, 1e-8, True),
+    )
+
+
+def reference_gan_loss(d, rewards, weights, baseline, temperature, eps):
+    d, r = d.double(), rewards.double() @ weights.double()
+    if baseline != "none":
+        r = r - r.mean()
+    if baseline == "whiten":
+        r = r / (((r - r.mean()) ** 2).mean().sqrt() + eps)
+    c = len(d) * torch.exp(temperature * r) / torch.exp(temperature * r).sum()
+    return (c * torch.log1p(torch.exp(-d))).mean(), -(c / len(d)) * torch.sigmoid(-d)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.sampled_from([1, 2, 7, 64, 1000, 3000]),
+    k=st.integers(1, 4),
+    dtype=st.sampled_from(DTYPES),
+    baseline=st.sampled_from(["none", "mean", "whiten"]),
+    temperature=st.sampled_from([0.0, 0.5, 3.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_gan_fused_equals_fallback_and_reference(n, k, dtype, baseline, temperature, seed):
+    g = torch.Generator().manual_seed(seed)
+    d0, rewards, weights = torch.randn(n, generator=g) * 3, torch.randn(n, k, generator=g), torch.rand(k, generator=g)
+    loss_ref, grad_ref = reference_gan_loss(d0.to(dtype), rewards, weights, baseline, temperature, 1e-8)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        for fn in (ops.reward_weighted_gan_loss, ops.reward_weighted_gan_loss_fallback):
+            d = d0.to(device=device, dtype=dtype).requires_grad_()
+            extension.set_backend("fused")
+            loss = fn(d, rewards.to(device), weights.to(device), baseline=baseline, temperature=temperature)
+            (grad,) = torch.autograd.grad(loss, d)
+            assert loss.dtype == torch.float32 and grad.dtype == dtype
+            tolerance = TOLERANCE[dtype]
+            assert abs(loss.item() - loss_ref.item()) <= 2 * tolerance * (1 + abs(loss_ref.item()))
+            assert relative_error(grad.cpu(), grad_ref) <= 10 * tolerance
+
+
+def test_temperature_zero_is_the_plain_non_saturating_loss(device):
+    extension.set_backend("fused")
+    d = torch.randn(50, device=device)
+    loss = ops.reward_weighted_gan_loss(d, torch.randn(50, 2, device=device), torch.ones(2, device=device))
+    torch.testing.assert_close(loss, torch.nn.functional.softplus(-d).mean())
+
+
+def test_bad_inputs_raise_clear_errors(device):
+    extension.set_backend("fused")
+    x = torch.randn(4, 5, device=device)
+    a = torch.tensor([0, 1, 2, 3], device=device)
+    adv = torch.randn(4, device=device)
+    with pytest.raises(ValueError, match="logits must have shape"):
+        ops.policy_gradient_loss(x[0], a, adv)
+    with pytest.raises(ValueError, match="actions must have shape"):
+        ops.policy_gradient_loss(x, a[:3], adv)
+    with pytest.raises(TypeError, match="logits must be float"):
+        ops.policy_gradient_loss(x.long(), a, adv)
+    with pytest.raises(ValueError, match=r"actions must lie in \[0, 5\)"):
+        ops.policy_gradient_loss(x, torch.tensor([0, 5, 1, 1], device=device), adv)
+    with pytest.raises(ValueError, match="one device"):
+        ops.policy_gradient_loss(x, a.cpu() if device.type == "cuda" else a.to("meta"), adv)
+    with pytest.raises(ValueError, match="reduction"):
+        ops.policy_gradient_loss(x, a, adv, reduction="max")
+    d = torch.randn(4, device=device)
+    with pytest.raises(ValueError, match="NaN"):
+        ops.reward_weighted_gan_loss(d, torch.tensor([[0.0], [math.nan], [1.0], [2.0]], device=device),
+                                     torch.ones(1, device=device))
+    with pytest.raises(ValueError, match="rewards must have shape"):
+        ops.reward_weighted_gan_loss(d, torch.randn(3, 1, device=device), torch.ones(1, device=device))
+    with pytest.raises(ValueError, match="baseline"):
+        ops.reward_weighted_gan_loss(d, torch.randn(4, 1, device=device), torch.ones(1, device=device), baseline="median")
+
+
+def test_fused_ops_compile(device):
+    extension.set_backend("fused")
+    logits, actions, advantages = policy_case(8, 100, torch.float32, device)
+    x = logits.clone().requires_grad_()
+    compiled = torch.compile(lambda t: ops.policy_gradient_loss(t, actions, advantages, entropy_coef=0.1), fullgraph=False)
+    loss = compiled(x)
+    loss.backward()
+    expected = reference_policy_loss(logits, actions, advantages, 0.1, -100, "mean")
+    assert abs(loss.item() - expected.item()) < 1e-4
+
+
+def test_fused_without_kernels_is_an_error(monkeypatch):
+    from rlgan_core.errors import KernelError
+
+    monkeypatch.setattr(extension, "status", lambda: extension.Status(False, "", (), "test: no compiler"))
+    extension.set_backend("fused")
+    with pytest.raises(KernelError, match="no compiler"):
+        ops.policy_gradient_loss(torch.randn(2, 3), torch.tensor([0, 1]), torch.ones(2))
+    extension.set_backend("auto")
+    with pytest.warns(RuntimeWarning, match="fallback"):
+        monkeypatch.setattr(extension, "_warned", False)
+        ops.policy_gradient_loss(torch.randn(2, 3), torch.tensor([0, 1]), torch.ones(2))

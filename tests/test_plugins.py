@@ -1,0 +1,183 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlgan_core import Reward, hookimpl
+from rlgan_core.engine import Engine
+from rlgan_core.errors import PluginError, UnknownNameError
+from rlgan_core.plugins import describe_plugins, get_plugin_manager, invalid_plugin, registries
+
+from helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def registered():
+    """Register plugin objects for one test, then remove them."""
+    pm = get_plugin_manager()
+    added = []
+
+    def register(plugin, name):
+        pm.register(plugin, name=name)
+        added.append(plugin)
+        return plugin
+
+    yield register
+    for plugin in added:
+        pm.unregister(plugin)
+
+
+def test_builtins_register_through_the_hooks():
+    found = registries()
+    assert {"mlp_generator", "mlp_discriminator"} <= {e.name for e in found.models}
+    assert {"realism", "digit_class"} <= {e.name for e in found.rewards}
+    assert {"digits", "mnist", "gaussians"} <= {e.name for e in found.data}
+    assert found.rewards.get("realism").plugin == "rlgan_core.builtin.rewards"
+
+
+def test_unknown_hook_fails_loudly_naming_the_plugin():
+    class Misspelt:
+        @hookimpl
+        def rlgan_register_reward(self, register):  # missing "s"
+            pass
+
+    pm = get_plugin_manager()
+    pm.register(Misspelt(), name="misspelt")
+    try:
+        with pytest.raises(Exception) as raised:
+            pm.check_pending()
+        error = invalid_plugin(raised.value)
+        assert isinstance(error, PluginError)
+        assert "rlgan_register_reward" in str(error) and "Misspelt" in str(error)
+    finally:
+        pm.unregister(name="misspelt")
+
+
+def test_same_name_registered_twice_names_both_plugins(registered):
+    class Duplicate:
+        @hookimpl
+        def rlgan_register_rewards(self, register):
+            register("realism", Reward)
+
+    registered(Duplicate(), "duplicate-plugin")
+    with pytest.raises(PluginError, match=r"'realism' is registered twice.*rlgan_core.builtin.rewards.*duplicate-plugin"):
+        registries()
+
+
+def test_config_naming_an_unregistered_reward_lists_the_known_ones(tmp_path):
+    config = tiny_config(rewards={"no_such_reward": {"weight": 1.0}})
+    with pytest.raises(UnknownNameError, match=r"no reward named 'no_such_reward'.*available: .*digit_class.*realism"):
+        Engine(config, tmp_path)
+
+
+def test_unknown_model_and_data_names(tmp_path):
+    with pytest.raises(UnknownNameError, match="no model named 'transformer'"):
+        Engine(tiny_config(generator={"name": "transformer"}), tmp_path)
+    with pytest.raises(UnknownNameError, match="no data source named 'imagenet'.*digits"):
+        Engine(tiny_config(data={"name": "imagenet"}), tmp_path)
+
+
+def test_entry_point_plugin_is_listed_by_the_cli():
+    result = subprocess.run([sys.executable, "-m", "rlgan_core", "plugins"], capture_output=True, text=True, check=True)
+    assert "novelty  (rlgan-novelty 0.1.0)" in result.stdout
+    assert "rewards: novelty" in result.stdout
+    assert "rlgan_core.builtin.rewards  (built-in)" in result.stdout
+
+
+def test_entry_point_plugin_is_usable_by_name_from_a_config(tmp_path):
+    listed = {entry["name"]: entry for entry in describe_plugins()}
+    assert listed["novelty"]["distribution"] == "rlgan-novelty"
+    config = tiny_config(rewards={"realism": {"weight": 1.0}, "novelty": {"weight": 0.5, "pathwise": True}})
+    summary = Engine(config, tmp_path).run()
+    assert summary["plugins"]["novelty"] == "0.1.0"
+    assert summary["config"]["rewards"]["novelty"]["weight"] == 0.5
+
+
+def test_a_reward_plugin_changes_training(tmp_path, registered):
+    class Brightness(Reward):
+        differentiable = True
+
+        def __call__(self, samples, context):
+            return samples.mean(dim=1)
+
+    class BrightnessPlugin:
+        @hookimpl
+        def rlgan_register_rewards(self, register):
+            register("brightness", Brightness)
+
+    registered(BrightnessPlugin(), "brightness-plugin")
+    plain = Engine(tiny_config(), tmp_path / "plain")
+    plain.run()
+    steered = Engine(
+        tiny_config(rewards={"realism": {}, "brightness": {"weight": 5.0, "pathwise": True}}), tmp_path / "steered"
+    )
+    steered.run()
+    assert steered.generate(500).mean() > plain.generate(500).mean() + 0.1
+
+
+def test_lifecycle_hooks_are_called_in_order(tmp_path, registered):
+    calls = []
+
+    class Recorder:
+        @hookimpl
+        def rlgan_train_start(self, engine):
+            calls.append(("start", engine.state.step))
+
+        @hookimpl
+        def rlgan_step_end(self, output):
+            calls.append(("step", output.step))
+
+        @hookimpl
+        def rlgan_evaluate(self, samples):
+            return {"recorded_mean": float(samples.mean())}
+
+        @hookimpl
+        def rlgan_evaluation_end(self, engine, metrics):
+            calls.append(("evaluated", engine.state.step, "recorded_mean" in metrics))
+
+        @hookimpl
+        def rlgan_train_end(self, summary):
+            calls.append(("end", summary["steps"]))
+            summary["recorder"] = True
+
+    registered(Recorder(), "recorder")
+    summary = Engine(tiny_config(run={"steps": 10}), tmp_path).run()
+    assert calls[0] == ("start", 0) and calls[1] == ("evaluated", 0, True)
+    assert [c[1] for c in calls if c[0] == "step"] == list(range(10))
+    assert ("evaluated", 10, True) in calls and calls[-1] == ("end", 10)
+    assert summary["recorder"] and "recorded_mean" in summary
+
+
+def test_every_hook_is_documented():
+    from rlgan_core import hookspecs
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    hooks = [name for name in dir(hookspecs) if name.startswith("rlgan_")]
+    assert len(hooks) >= 8
+    for name in hooks:
+        assert f"`{name}(" in docs, f"{name} is missing from docs/plugins.md"
+
+
+def test_reward_context_carries_the_batch_and_models(tmp_path, registered):
+    seen = {}
+
+    class Inspect(Reward):
+        def __call__(self, samples, context):
+            seen.update(step=context.step, labels=context.batch["label"], logits=context.discriminator_logits)
+            seen["models"] = (context.generator, context.discriminator)
+            return torch.zeros(len(samples))
+
+    class InspectPlugin:
+        @hookimpl
+        def rlgan_register_rewards(self, register):
+            register("inspect", Inspect)
+
+    registered(InspectPlugin(), "inspect-plugin")
+    engine = Engine(tiny_config(run={"steps": 3}, rewards={"inspect": {}}), tmp_path)
+    engine.run()
+    assert seen["step"] == 2 and seen["labels"].shape == (16,) and seen["logits"].shape == (16,)
+    assert seen["models"] == (engine.generator, engine.discriminator)
