@@ -9,6 +9,7 @@ chooses between fused and fallback; see :mod:`rlgan_core.extension`.
 
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import is_fake
 
 from . import extension
 
@@ -127,7 +128,19 @@ class _PolicyGradientLossInPlace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_loss.to(grad.dtype)), None, None, None, None, None
+        return _scaled(grad, grad_loss, inplace=True), None, None, None, None, None
+
+
+def _scaled(grad, grad_loss, inplace=False):
+    """grad * grad_loss, skipping the full pass over grad in the usual case grad_loss == 1.
+
+    (Reading grad_loss is one small sync on CUDA, far cheaper than a pass over [N, V]; while
+    tracing there is no value to read, and the multiply is kept.)
+    """
+    tracing = torch.compiler.is_compiling() or is_fake(grad_loss)
+    if not tracing and bool(grad_loss == 1):
+        return grad
+    return grad.mul_(grad_loss.to(grad.dtype)) if inplace else grad * grad_loss.to(grad.dtype)
 
 
 def _check_policy_inputs(logits, actions, advantages, ignore_index, reduction):
@@ -196,7 +209,7 @@ def _register_fused_ops():
 
     def scale_gradient(ctx, grad_loss, _grad_of_gradient):
         (grad,) = ctx.saved_tensors
-        return (grad * grad_loss.to(grad.dtype),) + (None,) * 6
+        return (_scaled(grad, grad_loss),) + (None,) * 6
 
     for name in ("rlgan::reward_weighted_gan_loss", "rlgan::policy_gradient_loss"):
         torch.library.register_autograd(name, scale_gradient, setup_context=save_gradient)

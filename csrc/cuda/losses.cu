@@ -168,6 +168,8 @@ struct alignas(sizeof(scalar_t) * VEC) Pack {
   scalar_t v[VEC];
 };
 
+constexpr int UNROLL = 4;
+
 template <typename scalar_t, typename acc_t, int VEC, bool CACHE>
 __global__ void __launch_bounds__(1024) policy_loss_kernel(
     const scalar_t* __restrict__ logits, scalar_t* grad, const int64_t* __restrict__ actions,
@@ -197,11 +199,9 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
   // Read x[action] before pass 2 can overwrite it (in place).
   const scalar_t x_action = threadIdx.x == 0 ? logits[row * v_size + action] : scalar_t(0);
 
-  // Pass 1: online statistics, one pack at a time.
+  // Pass 1: online statistics; UNROLL independent 16-byte loads in flight per thread.
   Stats<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0)};
-  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
-    const P p = x[i];
-    if (CACHE) cache[i] = p;
+  auto consume = [&](const P& p) {
     acc_t top = st.m;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) top = max(top, static_cast<acc_t>(p.v[j]));
@@ -213,6 +213,23 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
       st.s += e;
       st.t += e * shifted;
     }
+  };
+  const int64_t stride = blockDim.x;
+  int64_t i = threadIdx.x;
+  for (; i + (UNROLL - 1) * stride < packs; i += UNROLL * stride) {
+    P p[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) p[u] = x[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      if (CACHE) cache[i + u * stride] = p[u];
+      consume(p[u]);
+    }
+  }
+  for (; i < packs; i += stride) {
+    const P p = x[i];
+    if (CACHE) cache[i] = p;
+    consume(p);
   }
   st = block_merge(st, scratch);
   const acc_t log_s = fast_log(st.s);
@@ -227,21 +244,30 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
   // Pass 2: grad_v = scale [A (p_v - [v == a]) + beta p_v (log p_v + H)].
   const int64_t valid = *valid_rows;
   const acc_t scale = mean ? acc_t(1) / static_cast<acc_t>(valid > 0 ? valid : 1) : acc_t(1);
-  const acc_t a_term = scale * advantage, b_term = scale * entropy_coef, offset = st.m + log_s;
-  if (CACHE) __syncthreads();
-  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
-    const P p = CACHE ? cache[i] : x[i];
+  const acc_t a_term = scale * advantage, b_term = scale * entropy_coef;
+  auto write = [&](int64_t index, const P& p) {
     P g;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
-      const acc_t log_p = max(static_cast<acc_t>(p.v[j]) - offset, lowest<acc_t>());
+      // (x - m) first: exact near the maximum, where m + log s would round away log p's digits
+      const acc_t log_p = max(static_cast<acc_t>(p.v[j]) - st.m, lowest<acc_t>()) - log_s;
       const acc_t prob = fast_exp(log_p);
-      acc_t value = prob * (a_term + b_term * (log_p + entropy));
-      if (i * VEC + j == action) value -= a_term;
+      acc_t value = prob * a_term + (prob * b_term) * (log_p + entropy);  // prob = 0 gives 0
+      if (index * VEC + j == action) value -= a_term;
       g.v[j] = static_cast<scalar_t>(value);
     }
-    out[i] = g;
+    out[index] = g;
+  };
+  if (CACHE) __syncthreads();
+  i = threadIdx.x;
+  for (; i + (UNROLL - 1) * stride < packs; i += UNROLL * stride) {
+    P p[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) p[u] = CACHE ? cache[i + u * stride] : x[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) write(i + u * stride, p[u]);
   }
+  for (; i < packs; i += stride) write(i, CACHE ? cache[i] : x[i]);
 }
 
 // Rows whose bytes fit this budget are kept in shared memory between the two passes.
