@@ -84,7 +84,7 @@ class KernelConfig:
 @dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
-    data: ComponentConfig = field(default_factory=lambda: ComponentConfig("digits"))
+    data: ComponentConfig = field(default_factory=lambda: ComponentConfig("digits", {"split": "train"}))
     generator: ComponentConfig = field(
         default_factory=lambda: ComponentConfig("mlp_generator", {"latent_dim": 100, "hidden": [256, 512]})
     )

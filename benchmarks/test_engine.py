@@ -1,0 +1,57 @@
+"""One digits training step through the engine against the same step written by hand, and the
+engine's step with the fused loss against the fallback."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlgan_core import extension, ops
+from rlgan_core.config import Config
+from rlgan_core.engine import Engine
+
+
+def make_engine(tmp_path, backend):
+    config = Config()
+    config.run.device = "cpu"
+    config.kernel.backend = backend
+    return Engine(config, tmp_path)
+
+
+def hand_written_step(engine):
+    """The engine's step, inlined: same models, optimizers, batch source and math."""
+    generator, discriminator = engine.generator, engine.discriminator
+    batch = engine.next_batch()
+    with torch.no_grad():
+        fake = generator(engine.sample_latents(len(batch["x"])))
+    d_loss = F.softplus(-discriminator(batch["x"])).mean() + F.softplus(discriminator(fake)).mean()
+    engine.discriminator_optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    engine.discriminator_optimizer.step()
+    fake = generator(engine.sample_latents(64))
+    discriminator.requires_grad_(False)
+    logits = discriminator(fake)
+    rewards = (-F.softplus(-logits)).detach().unsqueeze(1)
+    loss = ops.reward_weighted_gan_loss(logits, rewards, engine.reward_weights, baseline="whiten", temperature=0.5)
+    engine.generator_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    engine.generator_optimizer.step()
+    discriminator.requires_grad_(True)
+
+
+@pytest.mark.parametrize("variant", ["engine", "hand_written"])
+def test_engine_overhead(benchmark, tmp_path, variant):
+    benchmark.group = "digits training step: engine vs hand-written (fused loss, cpu)"
+    engine = make_engine(tmp_path, "fused")
+    step = engine.train_step if variant == "engine" else lambda: hand_written_step(engine)
+    for _ in range(20):
+        step()
+    benchmark.pedantic(step, rounds=300, iterations=1, warmup_rounds=20)
+    extension.set_backend(None)
+
+
+@pytest.mark.parametrize("backend", ["fused", "fallback"])
+def test_engine_step_kernel(benchmark, tmp_path, backend):
+    benchmark.group = "digits training step: fused vs fallback loss (cpu)"
+    engine = make_engine(tmp_path, backend)
+    benchmark.pedantic(engine.train_step, rounds=300, iterations=1, warmup_rounds=20)
+    extension.set_backend(None)

@@ -1,0 +1,56 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from rlgan_core.builtin.data import MNIST, Digits
+from rlgan_core.classifier import digits_split, load_classifier
+
+
+def write_idx(path, array, gz=False):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+def test_mnist_from_idx_files(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (12, 28, 28))
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images, gz=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(12) % 10)
+    source = MNIST(str(tmp_path))
+    x = source.tensors()["x"]
+    assert source.shape == (784,) and x.shape == (12, 784)
+    assert x.min() >= -1 and x.max() <= 1
+    assert torch.equal(source.tensors()["label"], torch.arange(12) % 10)
+
+
+def test_mnist_from_npz_and_bad_files(tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((5, 28, 28), np.uint8), y_train=np.ones(5))
+    assert MNIST(str(tmp_path / "mnist.npz")).tensors()["x"].shape == (5, 784)
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 4, 4)))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")
+    with pytest.raises(ValueError, match="truncated"):
+        MNIST(str(tmp_path))
+    with pytest.raises(ValueError, match="expected an .npz file or a folder"):
+        MNIST(str(tmp_path / "missing.bin"))
+
+
+def test_digits_are_scaled_and_split():
+    train, test = Digits("train"), Digits("test")
+    assert train.tensors()["x"].shape == (1437, 64) and test.tensors()["x"].shape == (360, 64)
+    assert train.tensors()["x"].min() == -1 and train.tensors()["x"].max() == 1
+
+
+def test_shipped_classifier_accuracy_on_held_out_digits():
+    x, y = map(torch.from_numpy, digits_split("test"))
+    accuracy = (load_classifier()(x).argmax(1) == y).float().mean().item()
+    print(f"held-out accuracy {accuracy:.4f}")
+    assert accuracy >= 0.95
+
+
+def test_digits_metrics_separate_real_from_noise():
+    source = Digits()
+    real = source.metrics(Digits("test").tensors()["x"])
+    noise = source.metrics(torch.rand(360, 64) * 2 - 1)
+    assert real["classes_covered"] == 10 and real["frechet_distance"] < noise["frechet_distance"] / 10
