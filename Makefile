@@ -19,8 +19,11 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+# CPU benchmarks (slow: the eager fallback at the large shapes takes seconds per call); the
+# tables land in benchmarks/results/tables.md, from which BENCHMARKS.md quotes.
 bench: $(VENV)/.installed
-	$(PY) benchmarks/run.py
+	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-json=benchmarks/results/cpu.json
+	$(PY) benchmarks/report.py benchmarks/results/*.json > benchmarks/results/tables.md
 
 # Compile the CUDA kernels with a CUDA build of torch, to catch broken CUDA code without a GPU.
 cuda-build: .venv-cuda/.installed

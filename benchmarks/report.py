@@ -1,0 +1,39 @@
+"""Turn pytest-benchmark JSON files into the tables of BENCHMARKS.md (one table per group).
+
+    python benchmarks/report.py benchmarks/results/*.json
+"""
+
+import json
+import sys
+from collections import defaultdict
+
+
+def table(path):
+    data = json.load(open(path))
+    groups = defaultdict(list)
+    for bench in data["benchmarks"]:
+        groups[bench["group"]].append(bench)
+    lines = [f"From `{path}` ({data['machine_info'].get('cpu', {}).get('brand_raw', '')}, {data['datetime'][:10]}):", ""]
+    for group, benches in sorted(groups.items()):
+        copy = next((b for b in benches if b["extra_info"].get("implementation") == "copy"), None)
+        lines += [f"**{group}**", "", "| implementation | median | vs fastest | GB/s | of copy roofline | peak memory |",
+                  "|---|---|---|---|---|---|"]
+        fastest = min(b["stats"]["median"] for b in benches if b["extra_info"].get("implementation") != "copy")
+        for bench in sorted(benches, key=lambda b: b["stats"]["median"]):
+            info, median = bench["extra_info"], bench["stats"]["median"]
+            name = info.get("implementation") or bench["name"].split("[")[-1].rstrip("]")
+            moved = info.get("bytes")
+            if moved and info.get("mode") == "forward":
+                moved //= 2  # the forward pass only reads the logits
+            rate = f"{moved / median / 1e9:.0f}" if moved else ""
+            roofline = f"{copy['stats']['median'] / median:.0%}" if copy and moved else ""
+            peak = info.get("peak_memory_bytes")
+            lines.append(f"| {name} | {median * 1e3:.3f} ms | {median / fastest:.2f}x | {rate} | {roofline} | "
+                         f"{peak / 2**20:.0f} MiB |" if peak is not None else
+                         f"| {name} | {median * 1e3:.3f} ms | {median / fastest:.2f}x | {rate} | {roofline} | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print("\n".join(table(path) for path in sys.argv[1:]))
