@@ -28,12 +28,14 @@ def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline="mean"
     "whiten": ``(r - mean) / (std + eps)``); ``c = N * softmax(temperature * A)`` (no gradient);
     ``loss = mean(c * softplus(-d_fake))``, a float32 scalar (float64 for float64 input).
     """
-    _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps)
-    if extension.use_fused(d_fake.device):
-        loss, _ = torch.ops.rlgan.reward_weighted_gan_loss(
-            d_fake, rewards, reward_weights, baseline, float(temperature), float(eps), d_fake.requires_grad
+    fused = extension.use_fused(d_fake.device)
+    # the CPU kernel checks the rewards itself while it reads them; elsewhere that is one reduction
+    _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps, check_finite=not (fused and d_fake.is_cpu))
+    if fused:
+        return _call_fused(
+            torch.ops.rlgan.reward_weighted_gan_loss.default,
+            d_fake, rewards, reward_weights, baseline, float(temperature), float(eps),
         )
-        return loss
     return reward_weighted_gan_loss_fallback(
         d_fake, rewards, reward_weights, baseline=baseline, temperature=temperature, eps=eps
     )
@@ -52,7 +54,7 @@ def reward_weighted_gan_loss_fallback(d_fake, rewards, reward_weights, *, baseli
     return (weights * F.softplus(-d)).mean()
 
 
-def _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps):
+def _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps, check_finite=True):
     _check_float("d_fake", d_fake)
     _check_float("rewards", rewards)
     _check_float("reward_weights", reward_weights)
@@ -69,7 +71,7 @@ def _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps):
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
-    if not torch.isfinite(rewards).all():
+    if check_finite and not torch.isfinite(rewards).all():
         raise ValueError("rewards contain NaN or infinite values")
 
 
@@ -95,8 +97,7 @@ def policy_gradient_loss(
     args = (actions, advantages, float(entropy_coef), int(ignore_index), reduction)
     if inplace and logits.requires_grad:
         return _PolicyGradientLossInPlace.apply(logits, *args)
-    loss, _ = torch.ops.rlgan.policy_gradient_loss(logits, *args, logits.requires_grad)
-    return loss
+    return _call_fused(torch.ops.rlgan.policy_gradient_loss.default, logits, *args)
 
 
 def policy_gradient_loss_fallback(logits, actions, advantages, *, entropy_coef=0.0, ignore_index=-100, reduction="mean"):
@@ -116,6 +117,38 @@ def policy_gradient_loss_fallback(logits, actions, advantages, *, entropy_coef=0
     return loss
 
 
+def _call_fused(op, first, *rest):
+    """Run a fused op, differentiable with respect to its first input.
+
+    Traced by ``torch.compile`` (or called directly as ``torch.ops.rlgan.*``), the op's own
+    autograd formula and fake implementation registered below apply.  In eager mode the same
+    formula runs through :class:`_FusedLoss`, which costs a fraction of the per-call Python work
+    of the generic ``register_autograd`` path (it matters for batch-sized losses).
+    """
+    if torch.compiler.is_compiling() or not (first.requires_grad and torch.is_grad_enabled()):
+        loss, _ = op(first, *rest, first.requires_grad)
+        return loss
+    return _FusedLoss.apply(op, first, *rest)
+
+
+class _FusedLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, op, first, *rest):
+        with torch._C._AutoDispatchBelowAutograd():  # straight to the CPU/CUDA kernel
+            loss, grad = op(first, *rest, True)
+        ctx.save_for_backward(grad)
+        ctx.set_materialize_grads(False)
+        ctx.num_rest = len(rest)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        if grad_loss is None:
+            return (None,) * (2 + ctx.num_rest)
+        (grad,) = ctx.saved_tensors
+        return (None, _scaled(grad, grad_loss)) + (None,) * ctx.num_rest
+
+
 class _PolicyGradientLossInPlace(torch.autograd.Function):
     """Runs the in-place kernel: the forward leaves d loss / d logits in the logits' storage."""
 
@@ -128,18 +161,18 @@ class _PolicyGradientLossInPlace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
-        return _scaled(grad, grad_loss, inplace=True), None, None, None, None, None
+        return _scaled(grad.detach(), grad_loss, inplace=True), None, None, None, None, None
 
 
 def _scaled(grad, grad_loss, inplace=False):
-    """grad * grad_loss, skipping the full pass over grad in the usual case grad_loss == 1.
+    """grad * grad_loss, skipping the pass over a large grad in the usual case grad_loss == 1.
 
-    (Reading grad_loss is one small sync on CUDA, far cheaper than a pass over [N, V]; while
-    tracing there is no value to read, and the multiply is kept.)
+    (Reading grad_loss is one small sync on CUDA, far cheaper than a pass over [N, V]; for small
+    tensors the multiply is cheaper than the check.  While tracing there is no value to read.)
     """
-    tracing = torch.compiler.is_compiling() or is_fake(grad_loss)
-    if not tracing and bool(grad_loss == 1):
-        return grad
+    if grad.numel() >= 1 << 16 and not torch.compiler.is_compiling() and not is_fake(grad_loss):
+        if bool(grad_loss == 1):
+            return grad
     return grad.mul_(grad_loss.to(grad.dtype)) if inplace else grad * grad_loss.to(grad.dtype)
 
 
@@ -206,8 +239,13 @@ def _register_fused_ops():
 
     def save_gradient(ctx, inputs, output):
         ctx.save_for_backward(output[1])
+        # The second output (the gradient itself) is never differentiated through: without this,
+        # autograd would fill a zero [N, V] tensor as its incoming gradient on every backward.
+        ctx.set_materialize_grads(False)
 
     def scale_gradient(ctx, grad_loss, _grad_of_gradient):
+        if grad_loss is None:
+            return (None,) * 7
         (grad,) = ctx.saved_tensors
         return (_scaled(grad, grad_loss),) + (None,) * 6
 

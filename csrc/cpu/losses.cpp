@@ -41,7 +41,7 @@ std::tuple<at::Tensor, at::Tensor> gan_loss_cpu(const at::Tensor& d_fake_in, con
   for (int64_t i = 0; i < n; ++i) {
     double r = 0.0;
     for (int64_t j = 0; j < k; ++j) r += r_ptr[i * k + j] * w_ptr[j];
-    TORCH_CHECK(std::isfinite(r), "rewards contain NaN or infinite values (row ", i, ")");
+    TORCH_CHECK_VALUE(std::isfinite(r), "rewards contain NaN or infinite values (row ", i, ")");
     score[i] = r;
     sum += r;
   }

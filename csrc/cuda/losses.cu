@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "../checks.h"
 
@@ -168,6 +169,32 @@ struct alignas(sizeof(scalar_t) * VEC) Pack {
   scalar_t v[VEC];
 };
 
+// The gradient of one pack of a row: scale [A (p_v - [v == a]) + beta p_v (log p_v + H)].
+template <typename scalar_t, typename acc_t, int VEC>
+__device__ __forceinline__ Pack<scalar_t, VEC> gradient_pack(const Pack<scalar_t, VEC>& p, int64_t first,
+                                                             int64_t action, acc_t m, acc_t log_s, acc_t entropy,
+                                                             acc_t a_term, acc_t b_term) {
+  Pack<scalar_t, VEC> g;
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) {
+    // (x - m) first: exact near the maximum, where m + log s would round away log p's digits
+    const acc_t log_p = max(static_cast<acc_t>(p.v[j]) - m, lowest<acc_t>()) - log_s;
+    const acc_t prob = fast_exp(log_p);
+    acc_t value = prob * a_term + (prob * b_term) * (log_p + entropy);  // prob = 0 gives 0
+    if (first + j == action) value -= a_term;
+    g.v[j] = static_cast<scalar_t>(value);
+  }
+  return g;
+}
+
+template <typename scalar_t, int VEC>
+__device__ __forceinline__ void zero_row(Pack<scalar_t, VEC>* out, int64_t packs) {
+  Pack<scalar_t, VEC> zero;
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) zero.v[j] = scalar_t(0);
+  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) out[i] = zero;
+}
+
 constexpr int UNROLL = 4;
 
 template <typename scalar_t, typename acc_t, int VEC, bool CACHE>
@@ -186,12 +213,7 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
   const P* x = reinterpret_cast<const P*>(logits + row * v_size);
   P* out = grad == nullptr ? nullptr : reinterpret_cast<P*>(grad + row * v_size);
   if (action == ignore_index) {
-    if (out != nullptr) {
-      P zero;
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) zero.v[j] = scalar_t(0);
-      for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) out[i] = zero;
-    }
+    if (out != nullptr) zero_row(out, packs);
     if (threadIdx.x == 0) row_loss[row] = 0;
     return;
   }
@@ -246,17 +268,7 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
   const acc_t scale = mean ? acc_t(1) / static_cast<acc_t>(valid > 0 ? valid : 1) : acc_t(1);
   const acc_t a_term = scale * advantage, b_term = scale * entropy_coef;
   auto write = [&](int64_t index, const P& p) {
-    P g;
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-      // (x - m) first: exact near the maximum, where m + log s would round away log p's digits
-      const acc_t log_p = max(static_cast<acc_t>(p.v[j]) - st.m, lowest<acc_t>()) - log_s;
-      const acc_t prob = fast_exp(log_p);
-      acc_t value = prob * a_term + (prob * b_term) * (log_p + entropy);  // prob = 0 gives 0
-      if (index * VEC + j == action) value -= a_term;
-      g.v[j] = static_cast<scalar_t>(value);
-    }
-    out[index] = g;
+    out[index] = gradient_pack(p, index * VEC, action, st.m, log_s, entropy, a_term, b_term);
   };
   if (CACHE) __syncthreads();
   i = threadIdx.x;
@@ -270,13 +282,87 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
   for (; i < packs; i += stride) write(i, CACHE ? cache[i] : x[i]);
 }
 
-// Rows whose bytes fit this budget are kept in shared memory between the two passes.
+// Rows of up to 1024 x PPT packs (128 KiB) stay in registers between the two passes: the logits
+// are read once and the gradient written once, with no shared memory and no re-read.
+template <typename scalar_t, typename acc_t, int VEC, int PPT>
+__global__ void __launch_bounds__(1024) policy_loss_resident_kernel(
+    const scalar_t* __restrict__ logits, scalar_t* grad, const int64_t* __restrict__ actions,
+    const acc_t* __restrict__ advantages, const int64_t* __restrict__ valid_rows, acc_t* __restrict__ row_loss,
+    int64_t v_size, acc_t entropy_coef, int64_t ignore_index, bool mean) {
+  using P = Pack<scalar_t, VEC>;
+  __shared__ acc_t scratch[32];
+  const int64_t row = blockIdx.x;
+  const int64_t action = actions[row];
+  const int64_t packs = v_size / VEC;
+  const P* x = reinterpret_cast<const P*>(logits + row * v_size);
+  P* out = grad == nullptr ? nullptr : reinterpret_cast<P*>(grad + row * v_size);
+  if (action == ignore_index) {
+    if (out != nullptr) zero_row(out, packs);
+    if (threadIdx.x == 0) row_loss[row] = 0;
+    return;
+  }
+  const scalar_t x_action = threadIdx.x == 0 ? logits[row * v_size + action] : scalar_t(0);
+  P p[PPT];
+#pragma unroll
+  for (int u = 0; u < PPT; ++u) {
+    const int64_t i = threadIdx.x + u * static_cast<int64_t>(blockDim.x);
+    if (i < packs) p[u] = x[i];
+  }
+  // The block's maximum first, so that every exponential is taken once, relative to it.
+  acc_t m = -std::numeric_limits<acc_t>::infinity();
+#pragma unroll
+  for (int u = 0; u < PPT; ++u)
+    if (threadIdx.x + u * blockDim.x < packs)
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) m = max(m, static_cast<acc_t>(p[u].v[j]));
+  m = block_reduce<acc_t, true>(m, scratch);
+  acc_t s = 0, t = 0;
+#pragma unroll
+  for (int u = 0; u < PPT; ++u)
+    if (threadIdx.x + u * blockDim.x < packs)
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const acc_t shifted = max(static_cast<acc_t>(p[u].v[j]) - m, lowest<acc_t>());
+        const acc_t e = fast_exp(shifted);
+        s += e;
+        t += e * shifted;
+      }
+  s = block_reduce<acc_t, false>(s, scratch);
+  t = block_reduce<acc_t, false>(t, scratch);
+  const acc_t log_s = fast_log(s);
+  const acc_t entropy = log_s - t / s;
+  const acc_t advantage = advantages[row];
+  if (threadIdx.x == 0)
+    row_loss[row] = -advantage * (max(static_cast<acc_t>(x_action) - m, lowest<acc_t>()) - log_s) -
+                    entropy_coef * entropy;
+  if (out == nullptr) return;
+  const int64_t valid = *valid_rows;
+  const acc_t scale = mean ? acc_t(1) / static_cast<acc_t>(valid > 0 ? valid : 1) : acc_t(1);
+#pragma unroll
+  for (int u = 0; u < PPT; ++u) {
+    const int64_t i = threadIdx.x + u * static_cast<int64_t>(blockDim.x);
+    if (i < packs) out[i] = gradient_pack(p[u], i * VEC, action, m, log_s, entropy, scale * advantage,
+                                          scale * entropy_coef);
+  }
+}
+
+// Rows too long for registers but within this budget are kept in shared memory between the two
+// passes.  RLGAN_CUDA_ROW_CACHE_BYTES overrides it, and RLGAN_CUDA_REGISTER_ROWS=0 turns the
+// register-resident kernel off (both for measurements: benchmarks/row_cache_sweep.py).
 int64_t cache_budget_bytes() {
   static const int64_t budget = [] {
     const char* text = std::getenv("RLGAN_CUDA_ROW_CACHE_BYTES");
     return text ? std::atoll(text) : int64_t(64 * 1024);
   }();
   return budget;
+}
+
+bool register_rows_enabled() {
+  static const bool enabled = [] {
+    const char* text = std::getenv("RLGAN_CUDA_REGISTER_ROWS");
+    return text == nullptr || std::string(text) != "0";
+  }();
+  return enabled;
 }
 
 template <typename scalar_t, typename acc_t, int VEC>
@@ -290,7 +376,7 @@ void launch_policy(const at::Tensor& logits, at::Tensor* grad, const at::Tensor&
   const int64_t row_bytes = v_size * static_cast<int64_t>(sizeof(scalar_t));
   const bool cache = grad != nullptr && row_bytes <= cache_budget_bytes();
   auto stream = at::cuda::getCurrentCUDAStream();
-  auto args = [&](auto kernel, size_t shared) {
+  auto args = [&](auto kernel, size_t shared, int threads) {
     if (shared > 48 * 1024)
       C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
     kernel<<<n, threads, shared, stream>>>(
@@ -299,10 +385,20 @@ void launch_policy(const at::Tensor& logits, at::Tensor* grad, const at::Tensor&
         row_loss.mutable_data_ptr<acc_t>(), v_size, static_cast<acc_t>(entropy_coef), ignore_index, mean);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
+  if (VEC > 1 && packs <= 1024 * 8 && register_rows_enabled()) {  // the whole row fits in the block's registers
+    const int ppt = packs > 2048 ? 8 : packs > 512 ? 4 : packs > 128 ? 2 : 1;
+    const int resident_threads = std::max<int>(32, static_cast<int>((packs + ppt - 1) / ppt + 31) / 32 * 32);
+    switch (ppt) {
+      case 8: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 8>, 0, resident_threads);
+      case 4: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 4>, 0, resident_threads);
+      case 2: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 2>, 0, resident_threads);
+      default: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 1>, 0, resident_threads);
+    }
+  }
   if (cache)
-    args(policy_loss_kernel<scalar_t, acc_t, VEC, true>, static_cast<size_t>(row_bytes));
+    args(policy_loss_kernel<scalar_t, acc_t, VEC, true>, static_cast<size_t>(row_bytes), threads);
   else
-    args(policy_loss_kernel<scalar_t, acc_t, VEC, false>, 0);
+    args(policy_loss_kernel<scalar_t, acc_t, VEC, false>, 0, threads);
 }
 
 at::Tensor policy_loss_impl(const at::Tensor& logits, const at::Tensor& actions_in, const at::Tensor& advantages_in,
