@@ -28,10 +28,8 @@ def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline="mean"
     "whiten": ``(r - mean) / (std + eps)``); ``c = N * softmax(temperature * A)`` (no gradient);
     ``loss = mean(c * softplus(-d_fake))``, a float32 scalar (float64 for float64 input).
     """
-    fused = extension.use_fused(d_fake.device)
-    # the CPU kernel checks the rewards itself while it reads them; elsewhere that is one reduction
-    _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps, check_finite=not (fused and d_fake.is_cpu))
-    if fused:
+    _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps)
+    if extension.use_fused(d_fake.device):
         return _call_fused(
             torch.ops.rlgan.reward_weighted_gan_loss.default,
             d_fake, rewards, reward_weights, baseline, float(temperature), float(eps),
@@ -54,7 +52,7 @@ def reward_weighted_gan_loss_fallback(d_fake, rewards, reward_weights, *, baseli
     return (weights * F.softplus(-d)).mean()
 
 
-def _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps, check_finite=True):
+def _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps):
     _check_float("d_fake", d_fake)
     _check_float("rewards", rewards)
     _check_float("reward_weights", reward_weights)
@@ -71,7 +69,7 @@ def _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps, check_fini
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
-    if check_finite and not torch.isfinite(rewards).all():
+    if not torch.isfinite(rewards).all():
         raise ValueError("rewards contain NaN or infinite values")
 
 
@@ -134,8 +132,7 @@ def _call_fused(op, first, *rest):
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, op, first, *rest):
-        with torch._C._AutoDispatchBelowAutograd():  # straight to the CPU/CUDA kernel
-            loss, grad = op(first, *rest, True)
+        loss, grad = op(first, *rest, True)
         ctx.save_for_backward(grad)
         ctx.set_materialize_grads(False)
         ctx.num_rest = len(rest)
