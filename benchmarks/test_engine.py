@@ -20,14 +20,15 @@ def make_engine(tmp_path, backend):
 def hand_written_step(engine):
     """The engine's step, inlined: same models, optimizers, batch source and math."""
     generator, discriminator = engine.generator, engine.discriminator
-    batch = engine.next_batch()
+    real = engine.next_batch()["x"]
     with torch.no_grad():
-        fake = generator(engine.sample_latents(len(batch["x"])))
-    d_loss = F.softplus(-discriminator(batch["x"])).mean() + F.softplus(discriminator(fake)).mean()
+        fake = generator(engine.sample_latents())
+    logits = discriminator(torch.cat([real, fake]))
+    d_loss = F.softplus(-logits[: len(real)]).mean() + F.softplus(logits[len(real) :]).mean()
     engine.discriminator_optimizer.zero_grad(set_to_none=True)
     d_loss.backward()
     engine.discriminator_optimizer.step()
-    fake = generator(engine.sample_latents(64))
+    fake = generator(engine.sample_latents())
     discriminator.requires_grad_(False)
     logits = discriminator(fake)
     rewards = (-F.softplus(-logits)).detach().unsqueeze(1)

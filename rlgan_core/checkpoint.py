@@ -27,7 +27,8 @@ def save(folder: Path, step: int, tensors: dict[str, torch.Tensor], state: dict,
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:08d}"
     temporary = folder / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
+    for leftover in folder.glob(".t*-*"):  # temporary or discarded folders of a crashed writer
+        shutil.rmtree(leftover, ignore_errors=True)
     temporary.mkdir()
     save_file({name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}, temporary / TENSORS)
     state = {**state, "step": step, "tensors_sha256": _sha256(temporary / TENSORS)}
@@ -35,12 +36,19 @@ def save(folder: Path, step: int, tensors: dict[str, torch.Tensor], state: dict,
     for path in (temporary / TENSORS, temporary / STATE, temporary):
         _fsync(path)
     if final.exists():
-        shutil.rmtree(final)
+        _discard(final)
     os.replace(temporary, final)
     _fsync(folder)
     for old in list_checkpoints(folder)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     return final
+
+
+def _discard(path: Path) -> None:
+    """Remove a checkpoint folder: first renamed away (atomic), so a crash never leaves half of one."""
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def list_checkpoints(folder: Path) -> list[Path]:

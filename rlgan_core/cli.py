@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
     train.add_argument("--steps", type=int, help="override run.steps")
     train.add_argument("--device", help="override run.device (auto, cpu, cuda)")
+    train.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="train with N data-parallel processes (through torch.distributed.run)")
 
     sample = commands.add_parser("sample", help="draw samples from a checkpoint into a PNG")
     sample.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest checkpoint)")
@@ -42,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args) -> int:
-    from . import checkpoint
+    from . import checkpoint, distributed
     from .config import load_config, parse_config, to_dict
-    from .engine import Engine
+    from .engine import Engine, resolve_device
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -54,24 +56,43 @@ def cmd_train(args) -> int:
         config = parse_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
     else:
         config = load_config(args.config)
+        run_dir = Path(args.run_dir or f"runs/{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.steps is not None:
         config.run.steps = args.steps
     if args.device is not None:
         config.run.device = args.device
-    if not args.resume:
-        run_dir = Path(args.run_dir or f"runs/{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.nproc > 1:
+        return launch_processes(args, run_dir)
+    distributed.setup(resolve_device(config.run.device))
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))  # under torchrun: rank 0's choice
+    main_process = distributed.rank() == 0
     engine = Engine(config, run_dir)
     if args.resume:
         engine.load_checkpoint(saved[-1])
-        print(f"rlgan: resuming {run_dir} from step {engine.state.step}", flush=True)
-    else:
-        print(f"rlgan: run directory {run_dir}", flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+    if main_process:
+        start = f"resuming {run_dir} from step {engine.state.step}" if args.resume else f"run directory {run_dir}"
+        print(f"rlgan: {start}" + (f" ({engine.world_size} processes)" if engine.world_size > 1 else ""), flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
     summary = engine.run()
-    shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "steps"}
-    print("rlgan: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
-    print(f"rlgan: finished {summary['steps']} steps; results in {run_dir}", flush=True)
+    if main_process:
+        shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k not in ("steps", "processes")}
+        print("rlgan: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+        print(f"rlgan: finished {summary['steps']} steps; results in {run_dir}", flush=True)
+    return 0
+
+
+def launch_processes(args, run_dir: Path) -> int:
+    """Re-run this command as ``args.nproc`` processes through torch.distributed.run."""
+    from torch.distributed import run
+
+    command = ["train"]
+    command += ["--resume", str(run_dir)] if args.resume else [*([args.config] if args.config else []), "--run-dir", str(run_dir)]
+    if args.steps is not None:
+        command += ["--steps", str(args.steps)]
+    if args.device is not None:
+        command += ["--device", args.device]
+    run.main(["--standalone", "--nproc-per-node", str(args.nproc), "-m", "rlgan_core", *command])
     return 0
 
 

@@ -22,7 +22,8 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     steps: int = 3000
-    batch_size: int = 64
+    batch_size: int = 64  # per process
+    on_bad_reward: Literal["error", "skip"] = "error"
 
 
 @dataclass

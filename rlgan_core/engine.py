@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, extension, ops
+from . import checkpoint, distributed, extension
 from .config import Config, ComponentConfig, to_dict
 from .errors import CheckpointError, ConfigError, RewardError
 from .plugins import describe_plugins, get_plugin_manager, registries
@@ -29,6 +29,7 @@ class State:
     step: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     initial_metrics: dict[str, float] = field(default_factory=dict)
+    skipped_batches: int = 0
 
 
 @dataclass
@@ -38,6 +39,8 @@ class StepOutput:
     step: int
     losses: dict[str, torch.Tensor]
     rewards: dict[str, torch.Tensor]
+    seconds: float = 0.0  # wall time of the step on this rank
+    samples: int = 0  # samples this rank generated for the generator update
 
 
 @dataclass
@@ -56,11 +59,14 @@ class Engine:
         self.config = config
         self.run_dir = Path(run_dir)
         self.pm = pm or get_plugin_manager()
-        self.hook = self.pm.hook
         self.stash: dict = {}
         self.state = State()
         extension.set_backend(config.kernel.backend)
         self.device = resolve_device(config.run.device)
+        distributed.setup(self.device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        # With several processes, only rank 0 logs, evaluates, draws and saves.
+        self.hook = self.pm.hook if self.rank == 0 else _SilentHooks()
         torch.manual_seed(config.run.seed)
         found = registries(self.pm)
         self.data = build(found.data.get(config.data.name), config.data, "data")
@@ -70,6 +76,8 @@ class Engine:
         )
         self.generator.to(self.device)
         self.discriminator.to(self.device)
+        self.trained_generator = distributed.wrap(self.generator)
+        self.trained_discriminator = distributed.wrap(self.discriminator)
         self.rewards = [bind_reward(found.rewards.get(name), name, rc) for name, rc in config.rewards.items()]
         self.reward_weights = torch.tensor([r.weight for r in self.rewards] or [0.0], device=self.device)
         opt = config.optimizer
@@ -102,90 +110,110 @@ class Engine:
             self.hook.rlgan_step_end(engine=self, output=output)
         summary = self.summary(time.perf_counter() - started)
         self.hook.rlgan_train_end(engine=self, summary=summary)
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.rank == 0:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
     def train_step(self) -> StepOutput:
         """One discriminator update (or several) and one generator update."""
+        started = time.perf_counter()
         for _ in range(self.config.optimizer.discriminator_steps):
             batch = self.next_batch()
+            real = batch["x"]
             with torch.no_grad():
-                fake = self.generator(self.sample_latents(len(batch["x"])))
-            discriminator_loss = (
-                F.softplus(-self.discriminator(batch["x"])).mean() + F.softplus(self.discriminator(fake)).mean()
-            )
+                fake = self.generator(self.sample_latents())
+            logits = self.trained_discriminator(torch.cat([real, fake]))
+            discriminator_loss = F.softplus(-logits[: len(real)]).mean() + F.softplus(logits[len(real) :]).mean()
             self.discriminator_optimizer.zero_grad(set_to_none=True)
             discriminator_loss.backward()
             self.discriminator_optimizer.step()
 
-        latents = self.sample_latents(self.config.run.batch_size)
-        fake = self.generator(latents)
+        latents = self.sample_latents()
+        fake = self.trained_generator(latents)
         self.discriminator.requires_grad_(False)
         logits = self.discriminator(fake)
         context = RewardContext(
             self.state.step, self.generator, self.discriminator, logits, latents, batch, self.data, self.device
         )
         rewards = self.compute_rewards(fake, context)
-        loss = ops.reward_weighted_gan_loss(
-            logits,
-            rewards.detach(),
-            self.reward_weights,
-            baseline=self.config.loss.baseline,
-            temperature=self.config.loss.temperature,
-            eps=self.config.loss.eps,
-        )
-        pathwise = [r.weight * rewards[:, i].mean() for i, r in enumerate(self.rewards) if r.pathwise]
-        generator_loss = loss - sum(pathwise) if pathwise else loss
-        self.generator_optimizer.zero_grad(set_to_none=True)
-        generator_loss.backward()
-        self.generator_optimizer.step()
+        losses = {"discriminator": discriminator_loss.detach()}
+        if rewards is not None:
+            loss = distributed.reward_weighted_gan_loss(
+                logits,
+                rewards.detach(),
+                self.reward_weights,
+                baseline=self.config.loss.baseline,
+                temperature=self.config.loss.temperature,
+                eps=self.config.loss.eps,
+            )
+            pathwise = [r.weight * rewards[:, i].mean() for i, r in enumerate(self.rewards) if r.pathwise]
+            generator_loss = loss - sum(pathwise) if pathwise else loss
+            self.generator_optimizer.zero_grad(set_to_none=True)
+            generator_loss.backward()
+            self.generator_optimizer.step()
+            losses["generator"] = generator_loss.detach()
         self.discriminator.requires_grad_(True)
 
         return StepOutput(
             self.state.step,
-            {"generator": generator_loss.detach(), "discriminator": discriminator_loss.detach()},
-            {r.name: rewards[:, i].detach().mean() for i, r in enumerate(self.rewards)},
+            losses,
+            {r.name: rewards[:, i].detach().mean() for i, r in enumerate(self.rewards)} if rewards is not None else {},
+            time.perf_counter() - started,
+            len(latents),
         )
 
     # --- the parts the loop uses --------------------------------------------------------------
 
-    def compute_rewards(self, samples: torch.Tensor, context: RewardContext) -> torch.Tensor:
-        """Each configured reward on ``samples``, checked, as columns of an [N, K] tensor."""
+    def compute_rewards(self, samples: torch.Tensor, context: RewardContext) -> torch.Tensor | None:
+        """Each configured reward on ``samples``, checked, as columns of an [N, K] tensor.
+
+        A reward that raises or returns a bad value stops the run with an error naming it, its
+        plugin and the step; with ``run.on_bad_reward = "skip"`` the generator update of this
+        batch is skipped instead (``None``), and counted.  All ranks decide together.
+        """
         n = len(samples)
-        columns = []
+        columns, problem = [], None
         for bound in self.rewards:
+            where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
             try:
                 value = bound.reward(samples, context)
             except Exception as error:
-                raise RewardError(
-                    f"reward {bound.name!r} (plugin {bound.plugin!r}) raised at step {context.step}: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
+                problem = f"{where} raised {type(error).__name__}: {error}"
+                break
             if not isinstance(value, torch.Tensor) or value.shape != (n,):
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise RewardError(f"{where} returned {shape}; expected a tensor of shape ({n},)")
-            if value.device != samples.device:
-                raise RewardError(f"{where} returned a tensor on {value.device}; expected {samples.device}")
-            if not torch.isfinite(value).all():
-                raise RewardError(f"{where} returned NaN or infinite values")
+                problem = f"{where} returned {shape}; expected a tensor of shape ({n},)"
+            elif value.device != samples.device:
+                problem = f"{where} returned a tensor on {value.device}; expected {samples.device}"
+            elif not torch.isfinite(value).all():
+                problem = f"{where} returned NaN or infinite values"
+            if problem:
+                break
             columns.append(value if bound.pathwise else value.detach())
+        if distributed.any_rank(problem is not None, self.device):
+            if self.config.run.on_bad_reward == "skip":
+                self.state.skipped_batches += 1
+                return None
+            raise RewardError(problem or f"a reward failed on another rank at step {context.step}")
         if not columns:
             return samples.new_zeros((n, 1))
         return torch.stack(columns, dim=1).float()
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        """The next batch of real data, reshuffled every epoch from the data RNG."""
-        size = self.config.run.batch_size
-        if len(self._order) < size:
+        """This rank's part of the next global batch of real data, reshuffled every epoch."""
+        size = self.config.run.batch_size * self.world_size
+        while len(self._order) < size:
             fresh = torch.randperm(len(self.dataset["x"]), generator=self.data_rng)
             self._order = torch.cat([self._order, fresh])
         indices, self._order = self._order[:size], self._order[size:]
-        indices = indices.to(self.device)
+        indices = distributed.local_part(indices).to(self.device)
         return {key: value[indices] for key, value in self.dataset.items()}
 
-    def sample_latents(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.generator.latent_dim, generator=self.latent_rng, device=self.device)
+    def sample_latents(self) -> torch.Tensor:
+        """This rank's part of the next global batch of latents."""
+        size = self.config.run.batch_size * self.world_size
+        latents = torch.randn(size, self.generator.latent_dim, generator=self.latent_rng, device=self.device)
+        return distributed.local_part(latents)
 
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0) -> torch.Tensor:
@@ -200,12 +228,16 @@ class Engine:
 
     def evaluate(self) -> dict[str, float]:
         """Ask the plugins for metrics of a fixed-seed sample batch; tell them the merged result."""
-        samples = self.generate(self.config.evaluation.samples)
-        metrics = {}
-        for result in reversed(self.hook.rlgan_evaluate(engine=self, samples=samples)):
-            metrics.update(result or {})
-        self.state.metrics = metrics
-        self.hook.rlgan_evaluation_end(engine=self, samples=samples, metrics=metrics)
+        if self.rank != 0:
+            return {}
+        # evaluation must not move the training RNGs, or a resumed run would diverge from an uninterrupted one
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            samples = self.generate(self.config.evaluation.samples)
+            metrics = {}
+            for result in reversed(self.hook.rlgan_evaluate(engine=self, samples=samples)):
+                metrics.update(result or {})
+            self.state.metrics = metrics
+            self.hook.rlgan_evaluation_end(engine=self, samples=samples, metrics=metrics)
         return metrics
 
     def summary(self, wall_time: float) -> dict:
@@ -213,6 +245,8 @@ class Engine:
             "steps": self.state.step,
             "wall_time_s": round(wall_time, 3),
             "device": str(self.device),
+            "processes": self.world_size,
+            "skipped_batches": self.state.skipped_batches,
             "kernel": "fused" if extension.use_fused(self.device) else "fallback",
             "config": to_dict(self.config),
             "plugins": self.plugin_versions(),
@@ -237,6 +271,7 @@ class Engine:
         state = {
             "metrics": self.state.metrics,
             "initial_metrics": self.state.initial_metrics,
+            "skipped_batches": self.state.skipped_batches,
             "optimizers": optimizers,
             "config": to_dict(self.config),
             "plugins": self.plugin_versions(),
@@ -259,7 +294,7 @@ class Engine:
             self._order = tensors["data.order"]
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{path}: does not match this run's models or config ({error})") from None
-        self.state = State(state["step"], state["metrics"], state["initial_metrics"])
+        self.state = State(state["step"], state["metrics"], state["initial_metrics"], state.get("skipped_batches", 0))
 
     def plugin_versions(self) -> dict[str, str | None]:
         """Each loaded plugin's distribution version (``None`` for built-ins)."""
@@ -341,3 +376,10 @@ def _join_optimizer_state(rest: dict, prefix: str, tensors: dict) -> dict:
             index, key = name[len(prefix) + 1:].split(".", 1)
             state.setdefault(int(index), {})[key] = value
     return {"param_groups": rest["param_groups"], "state": state}
+
+
+class _SilentHooks:
+    """Stands in for ``pm.hook`` on ranks other than 0: every hook call does nothing."""
+
+    def __getattr__(self, name):
+        return lambda **kwargs: []

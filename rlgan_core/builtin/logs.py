@@ -1,4 +1,6 @@
-"""Metrics as JSON lines (``RUN_DIR/metrics.jsonl``) and TensorBoard events (``RUN_DIR/tensorboard``)."""
+"""Metrics as JSON lines (``RUN_DIR/metrics.jsonl``) and TensorBoard events (``RUN_DIR/tensorboard``):
+losses, mean rewards, evaluation metrics, and throughput (``perf/``: step time and samples per
+second of one process, and of all of them together)."""
 
 import json
 
@@ -25,6 +27,12 @@ def rlgan_step_end(engine, output):
     if output.step % engine.config.logging.every == 0:
         values = {f"loss/{k}": float(v) for k, v in output.losses.items()}
         values.update({f"reward/{k}": float(v) for k, v in output.rewards.items()})
+        if output.seconds > 0:
+            values["perf/step_time_s"] = output.seconds
+            values["perf/samples_per_s_per_process"] = output.samples / output.seconds
+            values["perf/samples_per_s"] = output.samples * engine.world_size / output.seconds
+        if engine.state.skipped_batches:
+            values["perf/skipped_batches"] = engine.state.skipped_batches
         _write(engine, engine.state.step, values)
 
 

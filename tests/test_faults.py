@@ -1,0 +1,165 @@
+"""A run survives SIGKILL, bad files and bad plugins without losing work or running a file's code."""
+
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from rlgan_core import checkpoint
+from rlgan_core.engine import Engine
+from rlgan_core.errors import CheckpointError
+
+from helpers import tiny_config
+
+CONFIG = """
+[run]
+name = "kill"
+steps = 300
+batch_size = 16
+device = "cpu"
+[generator]
+name = "mlp_generator"
+latent_dim = 8
+hidden = [32]
+[discriminator]
+name = "mlp_discriminator"
+hidden = [32]
+[evaluation]
+every = 100
+samples = 100
+[checkpoint]
+every = 7
+keep = 3
+[logging]
+progress = false
+tensorboard = false
+"""
+
+
+def command(config, run_dir, resume):
+    base = [sys.executable, "-m", "rlgan_core", "train"]
+    return base + (["--resume", str(run_dir)] if resume else [str(config), "--run-dir", str(run_dir)])
+
+
+def every_checkpoint_loads(run_dir):
+    for saved in checkpoint.list_checkpoints(run_dir / "checkpoints"):
+        checkpoint.load(saved)  # raises on anything unreadable
+
+
+def test_sigkill_loop_resumes_bitwise(tmp_path):
+    config = tmp_path / "kill.toml"
+    config.write_text(CONFIG)
+    reference = tmp_path / "reference"
+    subprocess.run(command(config, reference, False), check=True, capture_output=True, timeout=300)
+
+    run_dir, kills, rng = tmp_path / "killed", 0, random.Random(0)
+    while True:
+        resume = bool(checkpoint.list_checkpoints(run_dir / "checkpoints"))
+        process = subprocess.Popen(command(config, run_dir, resume), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < 5:
+            # kill at a random step: after a random number of new checkpoints, plus a random delay
+            seen = len(checkpoint.list_checkpoints(run_dir / "checkpoints"))
+            target, deadline = seen + rng.randint(1, 4), time.monotonic() + 120
+            while process.poll() is None and time.monotonic() < deadline:
+                if len(checkpoint.list_checkpoints(run_dir / "checkpoints")) >= min(target, seen + 3) or (
+                    checkpoint.list_checkpoints(run_dir / "checkpoints")
+                    and checkpoint.list_checkpoints(run_dir / "checkpoints")[-1].name > f"step-{rng.randint(0, 299):08d}"
+                ):
+                    time.sleep(rng.uniform(0, 0.3))
+                    break
+                time.sleep(0.01)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+                every_checkpoint_loads(run_dir)
+                continue
+        _, error = process.communicate(timeout=300)
+        assert process.returncode == 0, error.decode()
+        break
+    assert kills >= 5
+    every_checkpoint_loads(run_dir)
+    final = checkpoint.load(checkpoint.list_checkpoints(run_dir / "checkpoints")[-1])[0]
+    expected = checkpoint.load(checkpoint.list_checkpoints(reference / "checkpoints")[-1])[0]
+    assert final.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(final[name], expected[name]), name
+
+
+class CreatesFile:
+    """Unpickling this creates a file: the payload a malicious checkpoint would carry."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_pickle_payload_is_never_unpickled(tmp_path):
+    engine = Engine(tiny_config(run={"steps": 3}), tmp_path / "run")
+    engine.run()
+    saved = checkpoint.list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"generator.net.0.weight": CreatesFile(marker)})
+    for target in ("tensors.safetensors", "state.json"):
+        victim = tmp_path / f"victim-{target}"
+        subprocess.run(["cp", "-r", str(saved), str(victim)], check=True)
+        (victim / target).write_bytes(payload)
+        with pytest.raises(CheckpointError):
+            engine.load_checkpoint(victim)
+        assert not marker.exists()
+    # also through the command line, in a fresh process
+    victim = tmp_path / "victim-cli"
+    subprocess.run(["cp", "-r", str(saved), str(victim)], check=True)
+    (victim / "tensors.safetensors").write_bytes(payload)
+    result = subprocess.run([sys.executable, "-m", "rlgan_core", "sample", str(victim), "-o", str(tmp_path / "x.png")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "rlgan: error:" in result.stderr and not marker.exists()
+
+
+def test_truncated_state_and_bit_flips_give_clear_errors(tmp_path):
+    engine = Engine(tiny_config(run={"steps": 3}), tmp_path / "run")
+    engine.run()
+    saved = checkpoint.list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    state = (saved / "state.json").read_bytes()
+    (saved / "state.json").write_bytes(state[: len(state) // 2])
+    with pytest.raises(CheckpointError, match="unreadable"):
+        engine.load_checkpoint(saved)
+    (saved / "state.json").write_bytes(state)
+    tensors = bytearray((saved / "tensors.safetensors").read_bytes())
+    tensors[len(tensors) // 2] ^= 0x01  # one bit
+    (saved / "tensors.safetensors").write_bytes(bytes(tensors))
+    with pytest.raises(CheckpointError, match="checksum"):
+        engine.load_checkpoint(saved)
+
+
+def test_skip_mode_skips_bad_batches_and_counts_them(tmp_path):
+    from rlgan_core import Reward, hookimpl
+    from rlgan_core.plugins import get_plugin_manager
+
+    class Flaky(Reward):
+        def __call__(self, samples, context):
+            if context.step % 3 == 0:
+                return torch.full((len(samples),), float("nan"))
+            return torch.zeros(len(samples))
+
+    class FlakyPlugin:
+        @hookimpl
+        def rlgan_register_rewards(self, register):
+            register("flaky", Flaky)
+
+    pm = get_plugin_manager()
+    pm.register(FlakyPlugin(), name="flaky-plugin")
+    try:
+        summary = Engine(tiny_config(run={"steps": 9, "on_bad_reward": "skip"}, rewards={"flaky": {}}),
+                         tmp_path).run()
+    finally:
+        pm.unregister(name="flaky-plugin")
+    assert summary["skipped_batches"] == 3
