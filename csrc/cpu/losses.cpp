@@ -111,17 +111,31 @@ inline T policy_row(const T* x, T* out, T* e, int64_t v_size, int64_t action, T 
   const T m = row_max(x, v_size);
   // e = exp(x - m); shifted = max(x - m, lowest) so that exp(-inf) * shifted is 0, not NaN.
   const Vec vm(m), lowest(std::numeric_limits<T>::lowest());
-  Vec vs(0), vt(0);
+  // Two vectors per iteration, each with its own accumulators, for instruction-level parallelism.
+  Vec vs0(0), vt0(0), vs1(0), vt1(0);
   int64_t v = 0;
-  for (; v + W <= v_size; v += W) {
-    const Vec shifted = at::vec::maximum(Vec::loadu(x + v) - vm, lowest);
-    const Vec ex = shifted.exp_u20();
-    ex.store(e + v);
-    vs = vs + ex;
-    if (with_entropy) vt = at::vec::fmadd(ex, shifted, vt);
+  for (; v + 2 * W <= v_size; v += 2 * W) {
+    const Vec shifted0 = at::vec::clamp_min(Vec::loadu(x + v) - vm, lowest);
+    const Vec shifted1 = at::vec::clamp_min(Vec::loadu(x + v + W) - vm, lowest);
+    const Vec ex0 = shifted0.exp_u20(), ex1 = shifted1.exp_u20();
+    ex0.store(e + v);
+    ex1.store(e + v + W);
+    vs0 = vs0 + ex0;
+    vs1 = vs1 + ex1;
+    if (with_entropy) {
+      vt0 = at::vec::fmadd(ex0, shifted0, vt0);
+      vt1 = at::vec::fmadd(ex1, shifted1, vt1);
+    }
   }
-  T s = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vs);
-  T t = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vt);
+  for (; v + W <= v_size; v += W) {
+    const Vec shifted0 = at::vec::clamp_min(Vec::loadu(x + v) - vm, lowest);
+    const Vec ex0 = shifted0.exp_u20();
+    ex0.store(e + v);
+    vs0 = vs0 + ex0;
+    if (with_entropy) vt0 = at::vec::fmadd(ex0, shifted0, vt0);
+  }
+  T s = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vs0 + vs1);
+  T t = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vt0 + vt1);
   for (; v < v_size; ++v) {
     const T shifted = std::max(x[v] - m, std::numeric_limits<T>::lowest());
     e[v] = std::exp(shifted);
@@ -143,7 +157,7 @@ inline T policy_row(const T* x, T* out, T* e, int64_t v_size, int64_t action, T 
     for (; v + W <= v_size; v += W) {
       const Vec ex = Vec::loadu(e + v);
       // log p_v + H = (x - m) - log s + H, with x - m clamped as above so that p_v = 0 gives 0
-      const Vec log_p_plus_h = at::vec::maximum(Vec::loadu(x + v) - vm, lowest) + v_bias;
+      const Vec log_p_plus_h = at::vec::clamp_min(Vec::loadu(x + v) - vm, lowest) + v_bias;
       at::vec::fmadd(ex * v_b, log_p_plus_h, ex * v_a).store(out + v);
     }
     for (; v < v_size; ++v) {
