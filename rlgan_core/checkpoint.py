@@ -78,6 +78,14 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, state
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a crash leaves either the old or the new file."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(text)
+    _fsync(temporary)
+    os.replace(temporary, path)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:

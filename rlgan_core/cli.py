@@ -73,7 +73,7 @@ def cmd_train(args) -> int:
         start = f"resuming {run_dir} from step {engine.state.step}" if args.resume else f"run directory {run_dir}"
         print(f"rlgan: {start}" + (f" ({engine.world_size} processes)" if engine.world_size > 1 else ""), flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+        checkpoint.write_atomically(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     summary = engine.run()
     if main_process:
         shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k not in ("steps", "processes")}

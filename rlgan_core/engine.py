@@ -111,7 +111,7 @@ class Engine:
         summary = self.summary(time.perf_counter() - started)
         self.hook.rlgan_train_end(engine=self, summary=summary)
         if self.rank == 0:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            checkpoint.write_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
     def train_step(self) -> StepOutput:
