@@ -11,7 +11,6 @@
 import os
 import warnings
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ SOURCE_DIR = Path(__file__).resolve().parent.parent / "csrc"
 
 _on_load = []
 _backend_override = None
+_status = None  # the Status, once the extension has been looked for
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Status:
 def on_load(callback) -> None:
     """Run ``callback()`` once the extension's ops exist (immediately if they already do)."""
     _on_load.append(callback)
-    if status.cache_info().currsize and status().loaded:
+    if _status is not None and _status.loaded:
         callback()
 
 
@@ -72,11 +72,15 @@ def use_fused(device: torch.device) -> bool:
     return False
 
 
-@cache
 def status() -> Status:
     """Load the extension once: the prebuilt module, else build it from ``csrc/`` with ninja."""
-    if backend() == "fallback":
-        return Status(False, "", (), "RLGAN_KERNEL=fallback")
+    global _status
+    if _status is None:
+        _status = _load()
+    return _status
+
+
+def _load() -> Status:
     try:
         from . import _C  # noqa: F401  (loading registers the rlgan:: ops)
 
