@@ -107,13 +107,13 @@ def test_a_reward_plugin_changes_training(tmp_path, registered):
     class BrightnessPlugin:
         @hookimpl
         def rlgan_register_rewards(self, register):
-            register("brightness", Brightness)
+            register("test_brightness", Brightness)
 
     registered(BrightnessPlugin(), "brightness-plugin")
     plain = Engine(tiny_config(), tmp_path / "plain")
     plain.run()
     steered = Engine(
-        tiny_config(rewards={"realism": {}, "brightness": {"weight": 5.0, "pathwise": True}}), tmp_path / "steered"
+        tiny_config(rewards={"realism": {}, "test_brightness": {"weight": 5.0, "pathwise": True}}), tmp_path / "steered"
     )
     steered.run()
     assert steered.generate(500).mean() > plain.generate(500).mean() + 0.02
