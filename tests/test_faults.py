@@ -1,6 +1,5 @@
 """A run survives SIGKILL, bad files and bad plugins without losing work or running a file's code."""
 
-import os
 import pickle
 import random
 import signal
