@@ -129,7 +129,7 @@ def cmd_plugins(args) -> int:
     for entry in described:
         origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "built-in"
         print(f"{entry['name']}  ({origin})")
-        for kind in ("models", "rewards", "data"):
+        for kind in ("models", "rewards", "data", "strategies"):
             if entry.get(kind):
                 print(f"    {kind}: {', '.join(entry[kind])}")
         print(f"    hooks: {', '.join(entry['hooks'])}")

@@ -49,6 +49,7 @@ class LossConfig:
     baseline: Literal["none", "mean", "whiten"] = "whiten"
     temperature: float = 0.5
     eps: float = 1e-8
+    entropy_coef: float = 0.0  # entropy bonus of policy-gradient strategies (rlgan_core.ops.policy_gradient_loss)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class KernelConfig:
 @dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
+    strategy: ComponentConfig = field(default_factory=lambda: ComponentConfig("gan"))
     data: ComponentConfig = field(default_factory=lambda: ComponentConfig("digits", {"split": "train"}))
     generator: ComponentConfig = field(
         default_factory=lambda: ComponentConfig("mlp_generator", {"latent_dim": 100, "hidden": [256, 512]})

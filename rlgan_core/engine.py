@@ -1,8 +1,10 @@
-"""The training engine: a GAN loop whose generator loss takes in rewards from plugins.
+"""The training engine: a loop of strategy steps whose generator losses take in rewards from plugins.
 
-The loop (``Engine.run``) reads top to bottom: a discriminator step, a generator step in which
-the configured rewards become advantages that weight the generator loss, then the plugin hooks.
-Logging, checkpoints, evaluation, progress and pictures are plugins (``rlgan_core.builtin``).
+The loop (``Engine.run``) reads top to bottom: a step of the configured strategy (by default
+``gan``: a discriminator update, then a generator update in which the configured rewards become
+advantages that weight the generator loss), evaluation at set steps and at the end of each of
+the strategy's phases, then the plugin hooks.  Logging, checkpoints, evaluation, progress and
+pictures are plugins (``rlgan_core.builtin``).
 """
 
 import inspect
@@ -12,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint, distributed, extension
 from .config import Config, ComponentConfig, to_dict
@@ -30,6 +31,7 @@ class State:
     metrics: dict[str, float] = field(default_factory=dict)
     initial_metrics: dict[str, float] = field(default_factory=dict)
     skipped_batches: int = 0
+    phase_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # metrics at the end of each phase
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Engine:
         self.data_rng = torch.Generator().manual_seed(config.run.seed + 1)
         self.latent_rng = torch.Generator(self.device).manual_seed(config.run.seed + 2)
         self._order = torch.empty(0, dtype=torch.long)
+        self.strategy = build(found.strategies.get(config.strategy.name), config.strategy, "strategy", self)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -105,8 +108,13 @@ class Engine:
         while self.state.step < self.config.run.steps:
             output = self.train_step()
             self.state.step += 1
-            if self.state.step % self.config.evaluation.every == 0 or self.state.step == self.config.run.steps:
+            step, last = self.state.step, self.config.run.steps
+            finished_phase = self.strategy.phase(step - 1)
+            phase_ended = step < last and self.strategy.phase(step) != finished_phase
+            if step % self.config.evaluation.every == 0 or step == last or phase_ended:
                 self.evaluate()
+            if phase_ended:
+                self.state.phase_metrics[finished_phase] = dict(self.state.metrics)
             self.hook.rlgan_step_end(engine=self, output=output)
         summary = self.summary(time.perf_counter() - started)
         self.hook.rlgan_train_end(engine=self, summary=summary)
@@ -115,63 +123,22 @@ class Engine:
         return summary
 
     def train_step(self) -> StepOutput:
-        """One discriminator update (or several) and one generator update."""
-        started = time.perf_counter()
-        for _ in range(self.config.optimizer.discriminator_steps):
-            batch = self.next_batch()
-            real = batch["x"]
-            with torch.no_grad():
-                fake = self.generator(self.sample_latents())
-            logits = self.trained_discriminator(torch.cat([real, fake]))
-            discriminator_loss = F.softplus(-logits[: len(real)]).mean() + F.softplus(logits[len(real) :]).mean()
-            self.discriminator_optimizer.zero_grad(set_to_none=True)
-            discriminator_loss.backward()
-            self.discriminator_optimizer.step()
-
-        latents = self.sample_latents()
-        fake = self.trained_generator(latents)
-        self.discriminator.requires_grad_(False)
-        logits = self.discriminator(fake)
-        context = RewardContext(
-            self.state.step, self.generator, self.discriminator, logits, latents, batch, self.data, self.device
-        )
-        rewards = self.compute_rewards(fake, context)
-        losses = {"discriminator": discriminator_loss.detach()}
-        if rewards is not None:
-            loss = distributed.reward_weighted_gan_loss(
-                logits,
-                rewards.detach(),
-                self.reward_weights,
-                baseline=self.config.loss.baseline,
-                temperature=self.config.loss.temperature,
-                eps=self.config.loss.eps,
-            )
-            pathwise = [r.weight * rewards[:, i].mean() for i, r in enumerate(self.rewards) if r.pathwise]
-            generator_loss = loss - sum(pathwise) if pathwise else loss
-            self.generator_optimizer.zero_grad(set_to_none=True)
-            generator_loss.backward()
-            self.generator_optimizer.step()
-            losses["generator"] = generator_loss.detach()
-        self.discriminator.requires_grad_(True)
-
-        return StepOutput(
-            self.state.step,
-            losses,
-            {r.name: rewards[:, i].detach().mean() for i, r in enumerate(self.rewards)} if rewards is not None else {},
-            time.perf_counter() - started,
-            len(latents),
-        )
+        """One step of the configured strategy (``[strategy]``; by default ``gan``)."""
+        return self.strategy.step()
 
     # --- the parts the loop uses --------------------------------------------------------------
 
-    def compute_rewards(self, samples: torch.Tensor, context: RewardContext) -> torch.Tensor | None:
+    def compute_rewards(self, samples: torch.Tensor, context: RewardContext, per_token: bool = False) -> torch.Tensor | None:
         """Each configured reward on ``samples``, checked, as columns of an [N, K] tensor.
 
+        With ``per_token`` (sequences ``[N, T]``), a reward may also return ``[N, T]``; the
+        result is then ``[N, T, K]``, a per-sample reward repeated for each token.
         A reward that raises or returns a bad value stops the run with an error naming it, its
         plugin and the step; with ``run.on_bad_reward = "skip"`` the generator update of this
         batch is skipped instead (``None``), and counted.  All ranks decide together.
         """
         n = len(samples)
+        shapes = [(n,), tuple(samples.shape[:2])] if per_token else [(n,)]
         columns, problem = [], None
         for bound in self.rewards:
             where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
@@ -180,15 +147,18 @@ class Engine:
             except Exception as error:
                 problem = f"{where} raised {type(error).__name__}: {error}"
                 break
-            if not isinstance(value, torch.Tensor) or value.shape != (n,):
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                problem = f"{where} returned {shape}; expected a tensor of shape ({n},)"
+                expected = " or ".join(str(s).replace(",)", ")") for s in shapes)
+                problem = f"{where} returned {shape}; expected a tensor of shape {expected}"
             elif value.device != samples.device:
                 problem = f"{where} returned a tensor on {value.device}; expected {samples.device}"
             elif not torch.isfinite(value).all():
                 problem = f"{where} returned NaN or infinite values"
             if problem:
                 break
+            if per_token and value.dim() == 1:
+                value = value.unsqueeze(1).expand(shapes[1])
             columns.append(value if bound.pathwise else value.detach())
         if distributed.any_rank(problem is not None, self.device):
             if self.config.run.on_bad_reward == "skip":
@@ -196,8 +166,15 @@ class Engine:
                 return None
             raise RewardError(problem or f"a reward failed on another rank at step {context.step}")
         if not columns:
-            return samples.new_zeros((n, 1))
-        return torch.stack(columns, dim=1).float()
+            return torch.zeros(shapes[-1] + (1,), device=samples.device)
+        return torch.stack(columns, dim=-1).float()
+
+    def step_output(self, losses: dict, rewards: torch.Tensor | None, started: float, samples: int) -> StepOutput:
+        """A strategy's ``StepOutput``: its losses, the mean of each reward, its wall time."""
+        means = {}
+        if rewards is not None:
+            means = {r.name: rewards[..., i].detach().mean() for i, r in enumerate(self.rewards)}
+        return StepOutput(self.state.step, losses, means, time.perf_counter() - started, samples)
 
     def next_batch(self) -> dict[str, torch.Tensor]:
         """This rank's part of the next global batch of real data, reshuffled every epoch."""
@@ -209,9 +186,9 @@ class Engine:
         indices = distributed.local_part(indices).to(self.device)
         return {key: value[indices] for key, value in self.dataset.items()}
 
-    def sample_latents(self) -> torch.Tensor:
-        """This rank's part of the next global batch of latents."""
-        size = self.config.run.batch_size * self.world_size
+    def sample_latents(self, size: int | None = None) -> torch.Tensor:
+        """This rank's part of the next global batch of latents (of ``size``, by default the batch size)."""
+        size = size or self.config.run.batch_size * self.world_size
         latents = torch.randn(size, self.generator.latent_dim, generator=self.latent_rng, device=self.device)
         return distributed.local_part(latents)
 
@@ -252,6 +229,7 @@ class Engine:
             "plugins": self.plugin_versions(),
             "metrics": dict(self.state.metrics),
             **{f"{key}_initial": value for key, value in self.state.initial_metrics.items()},
+            **{f"{key}_{phase}": value for phase, metrics in self.state.phase_metrics.items() for key, value in metrics.items()},
             **self.state.metrics,
         }
 
@@ -268,10 +246,13 @@ class Engine:
         for name, rng_state in self._rng_states().items():
             tensors[f"rng.{name}"] = rng_state
         tensors["data.order"] = self._order
+        for prefix, holder in self._stateful_parts():
+            tensors.update({f"{prefix}.{k}": v for k, v in holder.state_dict().items()})
         state = {
             "metrics": self.state.metrics,
             "initial_metrics": self.state.initial_metrics,
             "skipped_batches": self.state.skipped_batches,
+            "phase_metrics": self.state.phase_metrics,
             "optimizers": optimizers,
             "config": to_dict(self.config),
             "plugins": self.plugin_versions(),
@@ -292,13 +273,23 @@ class Engine:
             if self.device.type == "cuda":
                 torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
             self._order = tensors["data.order"]
+            for prefix, holder in self._stateful_parts():
+                holder.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+            self.state = State(
+                state["step"], state["metrics"], state["initial_metrics"], state["skipped_batches"], state["phase_metrics"]
+            )
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{path}: does not match this run's models or config ({error})") from None
-        self.state = State(state["step"], state["metrics"], state["initial_metrics"], state.get("skipped_batches", 0))
 
     def plugin_versions(self) -> dict[str, str | None]:
         """Each loaded plugin's distribution version (``None`` for built-ins)."""
         return {entry["name"]: entry["version"] for entry in describe_plugins(self.pm)}
+
+    def _stateful_parts(self):
+        """The strategy and the rewards that keep state across steps, with their checkpoint prefixes."""
+        parts = [("strategy", self.strategy)]
+        parts += [(f"reward.{r.name}", r.reward) for r in self.rewards if hasattr(r.reward, "state_dict")]
+        return parts
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         states = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state(), "latent": self.latent_rng.get_state()}

@@ -38,7 +38,8 @@ def rlgan_register_rewards(register):
     ``[rewards.NAME]`` table (every key but ``weight`` and ``pathwise``) and returns a callable
     ``reward(samples, context) -> Tensor[N]``: one float per generated sample, larger is better.
     ``context`` is a :class:`rlgan_core.RewardContext`.  The reward's ``differentiable``
-    attribute says whether gradients may flow from its output back into ``samples``.
+    attribute says whether gradients may flow from its output back into ``samples``; under a
+    sequence strategy, a reward with ``per_token = True`` returns ``Tensor[N, T]`` instead.
     """
 
 
@@ -49,6 +50,19 @@ def rlgan_register_data(register):
     Call ``register(name, factory)`` once per data source.  The engine calls
     ``factory(**options)`` with the options of the config's ``[data]`` table (every key but
     ``name``) and expects a :class:`rlgan_core.DataSource`.
+    """
+
+
+@hookspec
+def rlgan_register_strategies(register):
+    """Add named training strategies: what one step of the loop does.
+
+    Call ``register(name, factory)`` once per strategy.  The engine calls
+    ``factory(engine, **options)`` with the options of the config's ``[strategy]`` table and
+    expects a :class:`rlgan_core.Strategy`: its ``step()`` takes one training step and returns a
+    :class:`rlgan_core.engine.StepOutput`; its ``phase(step)`` names the phase a step belongs to
+    (the engine evaluates at the end of each phase and reports the metrics there as
+    ``METRIC_PHASE`` in the summary).  The built-in ``gan`` strategy is the default.
     """
 
 

@@ -13,6 +13,7 @@ from .registry import Registries, collect
 ENTRY_POINT_GROUP = "rlgan"
 
 DEFAULT_PLUGINS = (
+    "rlgan_core.builtin.strategies",
     "rlgan_core.builtin.models",
     "rlgan_core.builtin.data",
     "rlgan_core.builtin.rewards",
@@ -50,7 +51,7 @@ def invalid_plugin(error: pluggy.PluginValidationError) -> PluginError:
 
 
 def registries(pm: pluggy.PluginManager | None = None) -> Registries:
-    """The models, rewards and data sources that the plugins register now."""
+    """The models, rewards, data sources and strategies that the plugins register now."""
     return collect(pm or get_plugin_manager())
 
 
@@ -66,7 +67,9 @@ def describe_plugins(pm: pluggy.PluginManager | None = None) -> list[dict]:
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
         registered = {
             kind: sorted(entry.name for entry in registry if entry.plugin == name)
-            for kind, registry in (("models", found.models), ("rewards", found.rewards), ("data", found.data))
+            for kind, registry in (
+                ("models", found.models), ("rewards", found.rewards), ("data", found.data), ("strategies", found.strategies)
+            )
         }
         described.append(
             {

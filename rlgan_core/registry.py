@@ -1,4 +1,4 @@
-"""Named models, rewards and data sources, collected from the plugins' registration hooks."""
+"""Named models, rewards, data sources and strategies, collected from the plugins' registration hooks."""
 
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,7 +14,7 @@ class Entry:
 
 
 class Registry:
-    """One kind of named thing ("model", "reward" or "data source") and who registered each."""
+    """One kind of named thing ("model", "reward", "data source", "strategy") and who registered each."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -53,15 +53,17 @@ class Registries:
     models: Registry
     rewards: Registry
     data: Registry
+    strategies: Registry
 
 
 def collect(pm) -> Registries:
     """Call every registration hook implementation, each with a ``register`` bound to its plugin."""
-    registries = Registries(Registry("model"), Registry("reward"), Registry("data source"))
+    registries = Registries(Registry("model"), Registry("reward"), Registry("data source"), Registry("strategy"))
     for hook_name, registry in (
         ("rlgan_register_models", registries.models),
         ("rlgan_register_rewards", registries.rewards),
         ("rlgan_register_data", registries.data),
+        ("rlgan_register_strategies", registries.strategies),
     ):
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
 

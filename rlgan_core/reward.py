@@ -1,7 +1,7 @@
 """The reward interface: what third-party reward plugins implement."""
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -22,6 +22,9 @@ class RewardContext:
         source (such as ``"label"``).
     data: the run's data source.
     device: where the samples live.
+    objective: for rewards that score rollouts (``per_token``): the weighted sum of the other
+        configured rewards as a function of complete samples, ``objective(samples) -> [M]``, or
+        ``None`` when there are none.  ORGAN mixes it with the discriminator's judgement.
     """
 
     step: int
@@ -32,6 +35,7 @@ class RewardContext:
     batch: dict[str, torch.Tensor]
     data: "DataSource"
     device: torch.device
+    objective: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class Reward:
@@ -39,10 +43,14 @@ class Reward:
 
     Subclasses take their config options as keyword arguments of ``__init__`` and implement
     ``__call__``.  Set ``differentiable = True`` when the returned tensor carries gradients back to
-    ``samples``; only then may a config switch on the reward's pathwise term.
+    ``samples``; only then may a config switch on the reward's pathwise term.  For sequences
+    ``[N, T]`` under a sequence strategy, a reward may set ``per_token = True`` and return one
+    reward per token, ``[N, T]``; it then takes in the other rewards through
+    ``context.objective``.
     """
 
     differentiable: bool = False
+    per_token: bool = False
 
     def __call__(self, samples: torch.Tensor, context: RewardContext) -> torch.Tensor:
         raise NotImplementedError

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from rlgan_core import Reward, hookimpl
+from rlgan_core import Reward, Strategy, hookimpl
+from rlgan_core.builtin.strategies import GAN
 from rlgan_core.checkpoint import list_checkpoints
 from rlgan_core.engine import Engine
 from rlgan_core.errors import CheckpointError, ConfigError, RewardError
@@ -133,3 +134,52 @@ def test_gaussians_data_source_and_metrics(tmp_path):
     summary = Engine(tiny_config(data={"name": "gaussians", "layout": "ring"}, generator={"output": "linear"}),
                      tmp_path).run()
     assert 0 <= summary["modes_covered"] <= 8 and "high_quality_fraction" in summary
+
+
+class TwoPhaseStrategy(Strategy):
+    """Generator-only steps for ``first`` steps, then the built-in GAN step; counts its steps."""
+
+    def __init__(self, engine, first: int = 3):
+        super().__init__(engine)
+        self.first, self.taken = first, torch.zeros((), dtype=torch.long)
+        self.gan = GAN(engine)
+
+    def phase(self, step):
+        return "warmup" if step < self.first else "gan"
+
+    def step(self):
+        self.taken += 1
+        return self.gan.step()
+
+    def state_dict(self):
+        return {"taken": self.taken}
+
+    def load_state_dict(self, state):
+        self.taken = state["taken"].clone()
+
+
+class StrategyPlugin:
+    @hookimpl
+    def rlgan_register_strategies(self, register):
+        register("two_phase", TwoPhaseStrategy)
+
+
+def test_a_plugin_strategy_runs_the_steps_with_phases_and_resumes(tmp_path):
+    pm = get_plugin_manager()
+    pm.register(StrategyPlugin(), name="strategy-plugin")
+    try:
+        config = tiny_config(run={"steps": 10}, strategy={"name": "two_phase", "first": 4})
+        summary = Engine(config, tmp_path).run()
+        # evaluated at the end of the warm-up phase (step 4), besides every 10 steps
+        steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+                 if "eval/frechet_distance" in line]
+        assert steps == [0, 4, 10]
+        assert summary["frechet_distance_warmup"] != summary["frechet_distance"]
+        resumed = Engine(config, tmp_path)
+        resumed.load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[0])
+        assert resumed.state.step == 5 and int(resumed.strategy.taken) == 5
+        assert "warmup" in resumed.state.phase_metrics
+        with pytest.raises(ConfigError, match=r"\[strategy\].*unknown option 'second'"):
+            Engine(tiny_config(strategy={"name": "two_phase", "second": 1}), tmp_path / "bad")
+    finally:
+        pm.unregister(name="strategy-plugin")
