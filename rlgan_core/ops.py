@@ -29,7 +29,11 @@ def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline="mean"
     ``loss = mean(c * softplus(-d_fake))``, a float32 scalar (float64 for float64 input).
     """
     _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps)
-    if extension.use_fused(d_fake.device):
+    fused = extension.use_fused(d_fake.device)
+    if not (fused and d_fake.device.type == "cpu"):  # the CPU kernel checks while it reads them
+        if not torch.isfinite(rewards).all():
+            raise ValueError("rewards contain NaN or infinite values")
+    if fused:
         return _call_fused(
             torch.ops.rlgan.reward_weighted_gan_loss.default,
             d_fake, rewards, reward_weights, baseline, float(temperature), float(eps),
@@ -69,8 +73,6 @@ def _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps):
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
-    if not torch.isfinite(rewards).all():
-        raise ValueError("rewards contain NaN or infinite values")
 
 
 # --- policy_gradient_loss --------------------------------------------------------------------
@@ -132,7 +134,8 @@ def _call_fused(op, first, *rest):
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, op, first, *rest):
-        loss, grad = op(first, *rest, True)
+        with torch._C._AutoDispatchBelowAutograd():  # straight to the kernel, past the op's autograd wrapper
+            loss, grad = op(first, *rest, True)
         ctx.save_for_backward(grad)
         ctx.set_materialize_grads(False)
         ctx.num_rest = len(rest)

@@ -91,8 +91,14 @@ def test_policy_fused_equals_fallback(n, v, dtype, entropy_coef, reduction, igno
         tolerance = TOLERANCE[dtype]
         assert abs(loss_f.double() - expected).item() <= tolerance * (1 + abs(expected).item())
         assert abs(loss_r.double() - expected).item() <= tolerance * (1 + abs(expected).item())
-        if grad_r.abs().max() > 0:
-            assert relative_error(grad_f, grad_r) <= 5 * tolerance
+        # Where every row is nearly certain (p[a] ~ 1 at large logits) the whole gradient is of the
+        # size of the rounding of 1 - p[a] in the input dtype, so neither side is exact there:
+        # compare within that rounding, scaled by the advantages.
+        valid = actions != -100
+        rows = int(valid.sum()) if reduction == "mean" else 1
+        rounding = 4 * torch.finfo(dtype).eps * float(advantages[valid].norm()) / max(rows, 1)
+        error = float((grad_f.double() - grad_r.double()).norm())
+        assert error <= 5 * tolerance * float(grad_r.double().norm()) + rounding
 
 
 def test_policy_gradient_matches_the_formula(device):
