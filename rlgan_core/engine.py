@@ -149,7 +149,7 @@ class Engine:
                 break
             if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                expected = " or ".join(str(s).replace(",)", ")") for s in shapes)
+                expected = " or ".join(map(str, shapes))
                 problem = f"{where} returned {shape}; expected a tensor of shape {expected}"
             elif value.device != samples.device:
                 problem = f"{where} returned a tensor on {value.device}; expected {samples.device}"

@@ -57,6 +57,8 @@ class Rollout(Reward):
         return rewards
 
     def _score(self, sequences, discriminator, context):
+        if self.discriminator_weight == 0:  # ORGAN's pure objective: no discriminator pass needed
+            return context.objective(sequences)
         realness = torch.cat([torch.sigmoid(discriminator(part)) for part in sequences.split(self.chunk)])
         if self.discriminator_weight == 1:
             return realness
