@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
     train.add_argument("--steps", type=int, help="override run.steps")
     train.add_argument("--device", help="override run.device (auto, cpu, cuda)")
+    train.add_argument("--seed", type=int, help="override run.seed")
     train.add_argument("--nproc", type=int, default=1, metavar="N",
                        help="train with N data-parallel processes (through torch.distributed.run)")
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+RUN_OVERRIDES = ("steps", "device", "seed")  # options of `rlgan train` that override [run] keys
+
+
 def cmd_train(args) -> int:
     from . import checkpoint, distributed
     from .config import load_config, parse_config, to_dict
@@ -57,10 +61,9 @@ def cmd_train(args) -> int:
     else:
         config = load_config(args.config)
         run_dir = Path(args.run_dir or f"runs/{config.run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if args.steps is not None:
-        config.run.steps = args.steps
-    if args.device is not None:
-        config.run.device = args.device
+    for key in RUN_OVERRIDES:
+        if getattr(args, key) is not None:
+            setattr(config.run, key, getattr(args, key))
     if args.nproc > 1:
         return launch_processes(args, run_dir)
     distributed.setup(resolve_device(config.run.device))
@@ -88,10 +91,9 @@ def launch_processes(args, run_dir: Path) -> int:
 
     command = ["train"]
     command += ["--resume", str(run_dir)] if args.resume else [*([args.config] if args.config else []), "--run-dir", str(run_dir)]
-    if args.steps is not None:
-        command += ["--steps", str(args.steps)]
-    if args.device is not None:
-        command += ["--device", args.device]
+    for key in RUN_OVERRIDES:
+        if getattr(args, key) is not None:
+            command += [f"--{key}", str(getattr(args, key))]
     run.main(["--standalone", "--nproc-per-node", str(args.nproc), "-m", "rlgan_core", *command])
     return 0
 

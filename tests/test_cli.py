@@ -15,11 +15,12 @@ def test_train_resume_and_sample(tmp_path):
         '[logging]\nprogress = false\ntensorboard = false\n'
     )
     run_dir = tmp_path / "run"
-    out = rlgan("train", str(config), "--run-dir", str(run_dir), "--steps", "3").stdout
+    out = rlgan("train", str(config), "--run-dir", str(run_dir), "--steps", "3", "--seed", "7").stdout
     assert f"run directory {run_dir}" in out and "finished 3 steps" in out
     out = rlgan("train", "--resume", str(run_dir), "--steps", "6").stdout
     assert "resuming" in out and "from step 3" in out
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["config"]["run"]["seed"] == 7
     rlgan("sample", str(run_dir), "-o", str(tmp_path / "grid.png"), "-n", "20")
     assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
 
