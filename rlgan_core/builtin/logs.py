@@ -9,6 +9,12 @@ from ..hookspecs import hookimpl
 METRICS_FILE = "metrics.jsonl"
 
 
+def read_metrics(run_dir) -> list[dict]:
+    """Every record logged so far in ``run_dir``'s metrics file (none when it does not exist yet)."""
+    path = run_dir / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
 @hookimpl
 def rlgan_train_start(engine):
     path = engine.run_dir / METRICS_FILE

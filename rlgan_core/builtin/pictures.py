@@ -1,10 +1,8 @@
 """Pictures: a grid of samples at each evaluation (``samples.png``, and one per step under
 ``samples/``), and loss and reward curves at the end (``curves.png``)."""
 
-import json
-
 from ..hookspecs import hookimpl
-from .logs import METRICS_FILE
+from .logs import read_metrics
 
 
 @hookimpl
@@ -18,9 +16,7 @@ def rlgan_evaluation_end(engine, samples):
 
 @hookimpl
 def rlgan_train_end(engine):
-    path = engine.run_dir / METRICS_FILE
-    if path.exists():
-        plot_curves([json.loads(line) for line in path.read_text().splitlines() if line], engine.run_dir / "curves.png")
+    plot_curves(read_metrics(engine.run_dir), engine.run_dir / "curves.png")
 
 
 def plot_curves(records: list[dict], path) -> None:

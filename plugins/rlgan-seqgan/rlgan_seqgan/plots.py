@@ -1,13 +1,10 @@
 """``nll_oracle.png``: NLL_oracle (and NLL_test) of the generator over the epochs of a run."""
 
-import json
-
-from rlgan_core.builtin.logs import METRICS_FILE
+from rlgan_core.builtin.logs import read_metrics
 
 
 def plot_nll(engine) -> None:
-    path = engine.run_dir / METRICS_FILE
-    records = [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+    records = read_metrics(engine.run_dir)
     series = {key: [(r["step"], r[key]) for r in records if key in r] for key in ("eval/nll_oracle", "eval/nll_test")}
     if not series["eval/nll_oracle"]:
         return

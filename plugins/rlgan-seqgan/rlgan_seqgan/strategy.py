@@ -120,13 +120,13 @@ class SeqGAN(Strategy):
         real = real_pool[torch.randint(len(real_pool), (n,), generator=engine.data_rng).to(engine.device)]
         tokens = torch.cat([real, fake])
         labels = torch.cat([torch.ones(n), torch.zeros(n)]).to(engine.device)
+        penalty = getattr(engine.discriminator, "penalty", None)
         losses = []
         for _ in range(self.discriminator_epochs):
             order = torch.randperm(2 * n, generator=engine.data_rng).to(engine.device)
             for batch in order.split(batch_size):
                 logits = engine.discriminator(tokens[batch])
                 loss = F.binary_cross_entropy_with_logits(logits, labels[batch])
-                penalty = getattr(engine.discriminator, "penalty", None)
                 engine.discriminator_optimizer.zero_grad(set_to_none=True)
                 (loss + penalty() if penalty else loss).backward()
                 engine.discriminator_optimizer.step()
