@@ -22,7 +22,9 @@ test: $(VENV)/.installed
 # CPU benchmarks (slow: the eager fallback at the large shapes takes seconds per call); the
 # tables land in benchmarks/results/tables.md, from which BENCHMARKS.md quotes.
 bench: $(VENV)/.installed
-	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-json=benchmarks/results/cpu.json
+	$(PY) -m pytest benchmarks -p no:cacheprovider --ignore=benchmarks/test_seqgan_step.py \
+		--benchmark-json=benchmarks/results/cpu.json
+	$(PY) -m pytest benchmarks/test_seqgan_step.py -p no:cacheprovider --benchmark-json=benchmarks/results/cpu_seqgan.json
 	$(PY) benchmarks/report.py benchmarks/results/*.json > benchmarks/results/tables.md
 
 # Compile the CUDA kernels with a CUDA build of torch, to catch broken CUDA code without a GPU.

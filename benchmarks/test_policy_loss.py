@@ -33,7 +33,7 @@ def rounds_for(n, v, device, implementation):
     if device == "cuda":
         return 50
     slow = implementation in ("fallback", "compiled")
-    return max(3, min(20, int(2e9 / (n * v * (40 if slow else 4)))))
+    return max(5, min(20, int(2e9 / (n * v * (40 if slow else 4)))))
 
 
 compiled_fallback = torch.compile(ops.policy_gradient_loss_fallback, dynamic=False)

@@ -12,8 +12,11 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../checks.h"
@@ -22,63 +25,198 @@ namespace rlgan {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// reward_weighted_gan_loss: N is small (a batch); one pass per statistic, in double.
+// exp of non-positive arguments, shared by both losses (both take exps of x - max).
+
+// Below exp_floor<T>, exp(x) is zero (float) or x is -inf (double): x - max is clamped to it, so
+// that exp of a -inf logit is exactly 0 and 0 * (x - max) is 0, not NaN.
+template <typename T>
+constexpr T exp_floor() {
+  return std::is_same_v<T, float> ? T(-88) : std::numeric_limits<T>::lowest();
+}
+
+// exp(x) for x in [-88, 0], the only range a softmax needs once the maximum is subtracted:
+// 2^n * p(r) with n = round(x / ln 2), r = x - n ln 2 and p a degree-5 minimax polynomial.
+// Relative error: below 2.5e-7 for x > -20, 4.5e-7 down to -88 (PyTorch's exp_u20: 20 ulp,
+// about 1.2e-6).  The range lets it skip exp_u20's overflow and underflow handling:
+// round(x / ln 2) + 127 falls in the low bits of x / ln 2 + (1.5 * 2^23 + 127), and shifting those
+// bits up by 23 gives 2^n, which is exactly 0 for n = -127 (x below about -87.7).
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+#if defined(CPU_CAPABILITY_AVX512)
+using Packed = __m512;
+#define RLGAN_PS(op) _mm512_##op##_ps
+#define RLGAN_SHIFT_EXPONENT(t) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23))
+#else
+using Packed = __m256;
+#define RLGAN_PS(op) _mm256_##op##_ps
+#define RLGAN_SHIFT_EXPONENT(t) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23))
+#endif
+inline at::vec::Vectorized<float> exp_nonpositive(const at::vec::Vectorized<float>& x_vec) {
+  const Packed x = x_vec;
+  const Packed magic = RLGAN_PS(set1)(12582912.0f + 127.0f);
+  const Packed t = RLGAN_PS(fmadd)(x, RLGAN_PS(set1)(1.44269504088896341f), magic);
+  const Packed n = RLGAN_PS(sub)(t, magic);
+  const Packed r = RLGAN_PS(fnmadd)(n, RLGAN_PS(set1)(0.693147180559945f), x);
+  Packed p = RLGAN_PS(fmadd)(RLGAN_PS(set1)(0.008298712782561779f), r, RLGAN_PS(set1)(0.041915446519851685f));
+  p = RLGAN_PS(fmadd)(p, r, RLGAN_PS(set1)(0.1666755974292755f));
+  p = RLGAN_PS(fmadd)(p, r, RLGAN_PS(set1)(0.49998894333839417f));
+  p = RLGAN_PS(fmadd)(p, r, RLGAN_PS(set1)(0.9999997019767761f));
+  p = RLGAN_PS(fmadd)(p, r, RLGAN_PS(set1)(1.0000001192092896f));
+  return RLGAN_PS(mul)(p, RLGAN_SHIFT_EXPONENT(t));
+}
+#undef RLGAN_PS
+#undef RLGAN_SHIFT_EXPONENT
+#else
+inline at::vec::Vectorized<float> exp_nonpositive(const at::vec::Vectorized<float>& x) { return x.exp(); }
+#endif
+inline at::vec::Vectorized<double> exp_nonpositive(const at::vec::Vectorized<double>& x) { return x.exp(); }
+
+
+// ---------------------------------------------------------------------------------------------
+// reward_weighted_gan_loss, vectorised in T, the accumulation type (float for float, half and
+// bfloat16 inputs; double for double).  Two exps (exp_nonpositive) and a log1p per sample.
+
+template <typename T>
+inline T vec_sum(const at::vec::Vectorized<T>& v) {
+  return at::vec::vec_reduce_all<T>([](auto& a, auto& b) { return a + b; }, v);
+}
+
+// c_i = N softmax(temperature * A)_i from the scores r_i, written over r; checks r is finite.
+template <typename T>
+void sample_weights(T* r, int64_t n, Baseline baseline, double temperature, double eps) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  Vec partial(0);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) partial = partial + Vec::loadu(r + i);
+  T sum = vec_sum(partial);
+  for (; i < n; ++i) sum += r[i];
+  if (!std::isfinite(sum)) {  // NaN or inf somewhere (or finite scores overflowing the sum)
+    for (i = 0; i < n; ++i)
+      TORCH_CHECK_VALUE(std::isfinite(r[i]), "rewards contain NaN or infinite values (row ", i, ")");
+  }
+  if (temperature == 0.0) {  // c = 1: the plain non-saturating loss
+    std::fill(r, r + n, T(1));
+    return;
+  }
+  const T mean = sum / n;
+  const T shift = baseline == Baseline::None ? T(0) : mean;
+  T scale = 1;
+  if (baseline == Baseline::Whiten) {
+    const Vec v_mean(mean);
+    Vec squares(0);
+    for (i = 0; i + W <= n; i += W) {
+      const Vec centred = Vec::loadu(r + i) - v_mean;
+      squares = at::vec::fmadd(centred, centred, squares);
+    }
+    T total = vec_sum(squares);
+    for (; i < n; ++i) total += (r[i] - mean) * (r[i] - mean);
+    scale = static_cast<T>(1.0 / (std::sqrt(static_cast<double>(total) / n) + eps));
+  }
+  // exponents temperature * A = slope * (r - shift), then their softmax around the largest
+  const T slope = static_cast<T>(temperature) * scale;
+  const Vec v_slope(slope), v_shift(shift);
+  Vec v_top(-std::numeric_limits<T>::infinity());
+  for (i = 0; i + W <= n; i += W) {
+    const Vec exponent = v_slope * (Vec::loadu(r + i) - v_shift);
+    exponent.store(r + i);
+    v_top = at::vec::maximum(v_top, exponent);
+  }
+  T top = at::vec::vec_reduce_all<T>([](auto& a, auto& b) { return at::vec::maximum(a, b); }, v_top);
+  for (; i < n; ++i) {
+    r[i] = slope * (r[i] - shift);
+    top = std::max(top, r[i]);
+  }
+  v_top = Vec(top);
+  const Vec floor(exp_floor<T>());
+  Vec normaliser(0);
+  for (i = 0; i + W <= n; i += W) {
+    const Vec e = exp_nonpositive(at::vec::clamp_min(Vec::loadu(r + i) - v_top, floor));
+    e.store(r + i);
+    normaliser = normaliser + e;
+  }
+  T total = vec_sum(normaliser);
+  for (; i < n; ++i) total += (r[i] = std::exp(r[i] - top));
+  const Vec v_factor(n / total);
+  for (i = 0; i + W <= n; i += W) (Vec::loadu(r + i) * v_factor).store(r + i);
+  for (; i < n; ++i) r[i] *= n / total;
+}
+
+// sum_i c_i softplus(-x_i), and grad_i = -(c_i/N) sigmoid(-x_i), with u = exp(-|x|):
+// softplus(-x) = max(-x, 0) + log1p(u); sigmoid(-x) = u / (1 + u) for x >= 0, 1 / (1 + u) else.
+// grad may be null (loss only).
+template <typename T>
+T weighted_softplus(const T* x, const T* c, T* grad, int64_t begin, int64_t end, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  const Vec zero(0), one(1), minus_inv_n(T(-1) / n), floor(exp_floor<T>());
+  Vec total(0);
+  int64_t i = begin;
+  for (; i + W <= end; i += W) {
+    const Vec xv = Vec::loadu(x + i), cv = Vec::loadu(c + i);
+    const Vec u = exp_nonpositive(at::vec::clamp_min(zero - xv.abs(), floor));
+    total = at::vec::fmadd(cv, at::vec::clamp_min(zero - xv, zero) + u.log1p(), total);
+    if (grad) {
+      const Vec sigmoid = Vec::blendv(one, u, xv >= zero) / (one + u);
+      (cv * minus_inv_n * sigmoid).store(grad + i);
+    }
+  }
+  T loss = vec_sum(total);
+  for (; i < end; ++i) {
+    const T u = std::exp(-std::abs(x[i]));
+    loss += c[i] * (std::max(-x[i], T(0)) + std::log1p(u));
+    if (grad) grad[i] = -(c[i] / n) * (x[i] >= 0 ? u : T(1)) / (1 + u);
+  }
+  return loss;
+}
 
 std::tuple<at::Tensor, at::Tensor> gan_loss_cpu(const at::Tensor& d_fake_in, const at::Tensor& rewards_in,
                                                 const at::Tensor& weights_in, c10::string_view baseline_name,
                                                 double temperature, double eps, bool with_grad) {
   check_gan_inputs(d_fake_in, rewards_in, weights_in);
   const Baseline baseline = parse_baseline(baseline_name);
+  const auto acc_type = loss_dtype(d_fake_in);
   const auto d_fake = d_fake_in.contiguous();
-  const auto rewards = rewards_in.to(at::kDouble).contiguous();
-  const auto weights = weights_in.to(at::kDouble).contiguous();
+  const auto rewards = rewards_in.to(acc_type).contiguous();
+  const auto weights = weights_in.to(acc_type).contiguous();
   const int64_t n = d_fake.size(0), k = rewards.size(1);
-  const double* r_ptr = rewards.const_data_ptr<double>();
-  const double* w_ptr = weights.const_data_ptr<double>();
-
-  std::vector<double> score(n);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    double r = 0.0;
-    for (int64_t j = 0; j < k; ++j) r += r_ptr[i * k + j] * w_ptr[j];
-    TORCH_CHECK_VALUE(std::isfinite(r), "rewards contain NaN or infinite values (row ", i, ")");
-    score[i] = r;
-    sum += r;
-  }
-  const double mean = sum / n;
-  double shift = 0.0, scale = 1.0;
-  if (baseline != Baseline::None) shift = mean;
-  if (baseline == Baseline::Whiten) {
-    double squares = 0.0;
-    for (int64_t i = 0; i < n; ++i) squares += (score[i] - mean) * (score[i] - mean);
-    scale = 1.0 / (std::sqrt(squares / n) + eps);
-  }
-  // c_i = N softmax(temperature * A)_i, computed stably around the largest exponent.
-  double top = -std::numeric_limits<double>::infinity();
-  for (int64_t i = 0; i < n; ++i) {
-    score[i] = temperature * (score[i] - shift) * scale;
-    top = std::max(top, score[i]);
-  }
-  double normaliser = 0.0;
-  for (int64_t i = 0; i < n; ++i) normaliser += std::exp(score[i] - top);
-
-  auto loss = at::empty({}, d_fake.options().dtype(loss_dtype(d_fake)));
+  auto loss = at::empty({}, d_fake.options().dtype(acc_type));
   auto grad = with_grad ? at::empty_like(d_fake) : at::empty({0}, d_fake.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_fake.scalar_type(), "gan_loss_cpu", [&] {
-    const scalar_t* d = d_fake.const_data_ptr<scalar_t>();
-    scalar_t* g = with_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
-    double total = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      const double c = n * std::exp(score[i] - top) / normaliser;
-      const double x = static_cast<double>(d[i]);
-      // softplus(-x) = max(-x, 0) + log1p(exp(-|x|)); sigmoid(-x) = exp(-softplus(x))
-      total += c * (std::max(-x, 0.0) + std::log1p(std::exp(-std::abs(x))));
-      if (g) g[i] = static_cast<scalar_t>(-(c / n) / (1.0 + std::exp(x)));
+    using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    constexpr bool convert = !std::is_same_v<scalar_t, T>;
+    // scratch: c, plus (for half and bfloat16) d_fake and its gradient in T
+    std::vector<T> scratch(static_cast<size_t>(n) * (convert ? 3 : 1));
+    T* c = scratch.data();
+    const T* r = rewards.const_data_ptr<T>();
+    const T* w = weights.const_data_ptr<T>();
+    for (int64_t i = 0; i < n; ++i) {  // the scores r = rewards @ reward_weights
+      T score = 0;
+      for (int64_t j = 0; j < k; ++j) score += r[i * k + j] * w[j];
+      c[i] = score;
     }
-    if (loss.scalar_type() == at::kDouble)
-      *loss.mutable_data_ptr<double>() = total / n;
-    else
-      *loss.mutable_data_ptr<float>() = static_cast<float>(total / n);
+    sample_weights(c, n, baseline, temperature, eps);
+    const T* x = reinterpret_cast<const T*>(d_fake.const_data_ptr<scalar_t>());
+    T* g = with_grad ? reinterpret_cast<T*>(grad.mutable_data_ptr<scalar_t>()) : nullptr;
+    if constexpr (convert) {
+      at::vec::convert(d_fake.const_data_ptr<scalar_t>(), c + n, n);
+      x = c + n;
+      g = with_grad ? c + 2 * n : nullptr;
+    }
+    // Fixed-size chunks in parallel, their sums added in chunk order: the loss does not depend
+    // on the number of threads.
+    constexpr int64_t kChunk = 2048;
+    std::vector<T> partial((n + kChunk - 1) / kChunk);
+    at::parallel_for(0, static_cast<int64_t>(partial.size()), 1, [&](int64_t first, int64_t last) {
+      for (int64_t chunk = first; chunk < last; ++chunk)
+        partial[chunk] = weighted_softplus(x, c, g, chunk * kChunk, std::min(n, (chunk + 1) * kChunk), n);
+    });
+    if constexpr (convert) {
+      if (g) at::vec::convert(g, grad.mutable_data_ptr<scalar_t>(), n);
+    }
+    T total = 0;
+    for (const T chunk_sum : partial) total += chunk_sum;
+    total /= n;
+    *loss.mutable_data_ptr<T>() = total;
   });
   return {loss, grad};
 }
@@ -87,86 +225,104 @@ std::tuple<at::Tensor, at::Tensor> gan_loss_cpu(const at::Tensor& d_fake_in, con
 // policy_gradient_loss: per row, one pass for the maximum, one that stores e = exp(x - max) in
 // a row-sized scratch buffer while summing e and e (x - max), one that writes the gradient.
 // The row stays in cache between passes, so memory sees one read of x and one write of the
-// gradient.  T is the arithmetic type: float (for float, half, bfloat16 inputs) or double.
+// gradient, and each element costs one exp.  T is the arithmetic type: float (for float, half,
+// bfloat16 inputs) or double.
 
 template <typename T>
 inline T row_max(const T* x, int64_t v_size) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t W = Vec::size();
-  Vec best(-std::numeric_limits<T>::infinity());
+  // Plain max instructions, two independent chains (a NaN may be dropped here; it still reaches
+  // the sum of exps, and so the loss).
+  Vec best0(-std::numeric_limits<T>::infinity()), best1 = best0;
   int64_t v = 0;
-  for (; v + W <= v_size; v += W) best = at::vec::maximum(best, Vec::loadu(x + v));
-  T m = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); }, best);
+  for (; v + 2 * W <= v_size; v += 2 * W) {
+    best0 = at::vec::clamp_min(Vec::loadu(x + v), best0);
+    best1 = at::vec::clamp_min(Vec::loadu(x + v + W), best1);
+  }
+  for (; v + W <= v_size; v += W) best0 = at::vec::clamp_min(Vec::loadu(x + v), best0);
+  T m = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); },
+                                   at::vec::maximum(best0, best1));
   for (; v < v_size; ++v) m = std::max(m, x[v]);
   return m;
+}
+
+// The exp pass over one row: stores e = exp(x - m) and returns s = sum e and t = sum e (x - m)
+// (t only when kEntropy).  While it computes, the next row (next_row, next_row_bytes) is
+// prefetched, so that memory streams in the next row instead of waiting for the next max pass.
+template <typename T, bool kEntropy>
+inline std::pair<T, T> row_exp_sums(const T* x, T* e, int64_t v_size, T m, const char* next_row,
+                                    int64_t next_row_bytes) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  constexpr int64_t kLine = 64;
+  constexpr int64_t lines_per_step = std::max<int64_t>(1, 2 * W * sizeof(T) / kLine);
+  const char* ahead_end = next_row + next_row_bytes;
+  const Vec vm(m), floor(exp_floor<T>());
+  // Two vectors per iteration for instruction-level parallelism; one accumulator each for s and
+  // t (an iteration is long next to an add's latency, and spare registers avoid spills).
+  Vec vs(0), vt(0);
+  int64_t v = 0;
+  for (; v + 2 * W <= v_size; v += 2 * W) {
+    for (int64_t line = 0; line < lines_per_step && next_row < ahead_end; ++line, next_row += kLine)
+      __builtin_prefetch(next_row);
+    const Vec shifted0 = at::vec::clamp_min(Vec::loadu(x + v) - vm, floor);
+    const Vec shifted1 = at::vec::clamp_min(Vec::loadu(x + v + W) - vm, floor);
+    const Vec ex0 = exp_nonpositive(shifted0), ex1 = exp_nonpositive(shifted1);
+    ex0.store(e + v);
+    ex1.store(e + v + W);
+    vs = vs + (ex0 + ex1);
+    if constexpr (kEntropy) vt = at::vec::fmadd(ex0, shifted0, at::vec::fmadd(ex1, shifted1, vt));
+  }
+  for (; v + W <= v_size; v += W) {
+    const Vec shifted = at::vec::clamp_min(Vec::loadu(x + v) - vm, floor);
+    const Vec ex = exp_nonpositive(shifted);
+    ex.store(e + v);
+    vs = vs + ex;
+    if constexpr (kEntropy) vt = at::vec::fmadd(ex, shifted, vt);
+  }
+  T s = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vs);
+  T t = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vt);
+  for (; v < v_size; ++v) {
+    const T shifted = std::max(x[v] - m, exp_floor<T>());
+    e[v] = std::exp(shifted);
+    s += e[v];
+    t += e[v] * shifted;
+  }
+  return {s, t};
 }
 
 // Gradient for one row into out (which may be x itself); returns the row's loss term.
 template <typename T>
 inline T policy_row(const T* x, T* out, T* e, int64_t v_size, int64_t action, T advantage, T entropy_coef,
-                    T scale) {
+                    T scale, const char* next_row, int64_t next_row_bytes) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t W = Vec::size();
   const bool with_entropy = entropy_coef != T(0);
   const T m = row_max(x, v_size);
-  // e = exp(x - m); shifted = max(x - m, lowest) so that exp(-inf) * shifted is 0, not NaN.
-  const Vec vm(m), lowest(std::numeric_limits<T>::lowest());
-  // Two vectors per iteration, each with its own accumulators, for instruction-level parallelism.
-  Vec vs0(0), vt0(0), vs1(0), vt1(0);
-  int64_t v = 0;
-  for (; v + 2 * W <= v_size; v += 2 * W) {
-    const Vec shifted0 = at::vec::clamp_min(Vec::loadu(x + v) - vm, lowest);
-    const Vec shifted1 = at::vec::clamp_min(Vec::loadu(x + v + W) - vm, lowest);
-    const Vec ex0 = shifted0.exp_u20(), ex1 = shifted1.exp_u20();
-    ex0.store(e + v);
-    ex1.store(e + v + W);
-    vs0 = vs0 + ex0;
-    vs1 = vs1 + ex1;
-    if (with_entropy) {
-      vt0 = at::vec::fmadd(ex0, shifted0, vt0);
-      vt1 = at::vec::fmadd(ex1, shifted1, vt1);
-    }
-  }
-  for (; v + W <= v_size; v += W) {
-    const Vec shifted0 = at::vec::clamp_min(Vec::loadu(x + v) - vm, lowest);
-    const Vec ex0 = shifted0.exp_u20();
-    ex0.store(e + v);
-    vs0 = vs0 + ex0;
-    if (with_entropy) vt0 = at::vec::fmadd(ex0, shifted0, vt0);
-  }
-  T s = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vs0 + vs1);
-  T t = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vt0 + vt1);
-  for (; v < v_size; ++v) {
-    const T shifted = std::max(x[v] - m, std::numeric_limits<T>::lowest());
-    e[v] = std::exp(shifted);
-    s += e[v];
-    t += e[v] * shifted;
-  }
+  const auto [s, t] = with_entropy ? row_exp_sums<T, true>(x, e, v_size, m, next_row, next_row_bytes)
+                                   : row_exp_sums<T, false>(x, e, v_size, m, next_row, next_row_bytes);
   const T log_s = std::log(s);
   const T entropy = with_entropy ? log_s - t / s : T(0);
   const T log_p_action = std::max(x[action] - m, std::numeric_limits<T>::lowest()) - log_s;
   const T loss = -advantage * log_p_action - entropy_coef * entropy;
   if (out == nullptr) return loss;
 
-  // grad_v = scale [A (p_v - [v == a]) + beta p_v (log p_v + H)], p_v = e_v / s.
-  const T inv_s = T(1) / s;
-  const Vec v_a(scale * advantage * inv_s), v_b(scale * entropy_coef * inv_s), v_inv_s(inv_s);
-  const Vec v_bias(entropy - log_s);
-  v = 0;
+  // grad_v = scale [A p_v + beta p_v (log p_v + H)] - scale A [v == a], with p_v = e_v / s and
+  // log p_v + H = (x_v - m) + (H - log s):  grad_v = e_v (slope (x_v - m) + intercept).
+  const T slope = scale * entropy_coef / s;
+  const T intercept = scale * advantage / s + slope * (entropy - log_s);
+  const Vec vm(m), floor(exp_floor<T>()), v_slope(slope), v_intercept(intercept);
+  int64_t v = 0;
   if (with_entropy) {
     for (; v + W <= v_size; v += W) {
-      const Vec ex = Vec::loadu(e + v);
-      // log p_v + H = (x - m) - log s + H, with x - m clamped as above so that p_v = 0 gives 0
-      const Vec log_p_plus_h = at::vec::clamp_min(Vec::loadu(x + v) - vm, lowest) + v_bias;
-      at::vec::fmadd(ex * v_b, log_p_plus_h, ex * v_a).store(out + v);
+      const Vec shifted = at::vec::clamp_min(Vec::loadu(x + v) - vm, floor);
+      (Vec::loadu(e + v) * at::vec::fmadd(shifted, v_slope, v_intercept)).store(out + v);
     }
-    for (; v < v_size; ++v) {
-      const T log_p_plus_h = std::max(x[v] - m, std::numeric_limits<T>::lowest()) + entropy - log_s;
-      out[v] = e[v] * scale * inv_s * (advantage + entropy_coef * log_p_plus_h);
-    }
+    for (; v < v_size; ++v) out[v] = e[v] * (std::max(x[v] - m, exp_floor<T>()) * slope + intercept);
   } else {
-    for (; v + W <= v_size; v += W) (Vec::loadu(e + v) * v_a).store(out + v);
-    for (; v < v_size; ++v) out[v] = e[v] * scale * advantage * inv_s;
+    for (; v + W <= v_size; v += W) (Vec::loadu(e + v) * v_intercept).store(out + v);
+    for (; v < v_size; ++v) out[v] = e[v] * intercept;
   }
   out[action] -= scale * advantage;
   return loss;
@@ -217,16 +373,18 @@ at::Tensor policy_loss_impl(const at::Tensor& logits, const at::Tensor& actions_
           if (g_ptr) std::fill(g_ptr + i * v_size, g_ptr + (i + 1) * v_size, scalar_t(0));
           continue;
         }
+        const char* next_row = reinterpret_cast<const char*>(x_ptr + (i + 1) * v_size);
+        const int64_t next_row_bytes = i + 1 < end ? v_size * static_cast<int64_t>(sizeof(scalar_t)) : 0;
         if constexpr (convert) {
           T* x = e + v_size;
           T* out = g_ptr ? e + 2 * v_size : nullptr;
           at::vec::convert(x_ptr + i * v_size, x, v_size);
-          losses[i] = policy_row<T>(x, out, e, v_size, action, adv[i], beta, scale);
+          losses[i] = policy_row<T>(x, out, e, v_size, action, adv[i], beta, scale, next_row, next_row_bytes);
           if (out) at::vec::convert(out, g_ptr + i * v_size, v_size);
         } else {
           T* out = g_ptr ? reinterpret_cast<T*>(g_ptr) + i * v_size : nullptr;
           losses[i] = policy_row<T>(reinterpret_cast<const T*>(x_ptr) + i * v_size, out, e, v_size, action, adv[i],
-                                    beta, scale);
+                                    beta, scale, next_row, next_row_bytes);
         }
       }
     });
