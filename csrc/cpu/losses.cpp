@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -292,12 +293,60 @@ inline std::pair<T, T> row_exp_sums(const T* x, T* e, int64_t v_size, T m, const
   return {s, t};
 }
 
-// Gradient for one row into out (which may be x itself); returns the row's loss term.
-template <typename T>
-inline T policy_row(const T* x, T* out, T* e, int64_t v_size, int64_t action, T advantage, T entropy_coef,
-                    T scale, const char* next_row, int64_t next_row_bytes) {
+// Stores of a gradient that no pass reads again.  Streamed (kStream), they bypass the caches, so
+// memory does not first read each line it is about to overwrite; `to` must then be aligned to
+// the vector's size.  stream_fence() orders streamed stores before later ordinary ones.
+template <bool kStream, typename T>
+inline void store_gradient(T* to, const at::vec::Vectorized<T>& value) {
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  if constexpr (kStream) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<T, float>) _mm512_stream_ps(to, value); else _mm512_stream_pd(to, value);
+#else
+    if constexpr (std::is_same_v<T, float>) _mm256_stream_ps(to, value); else _mm256_stream_pd(to, value);
+#endif
+    return;
+  }
+#endif
+  value.store(to);
+}
+
+inline void stream_fence() {
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  _mm_sfence();
+#endif
+}
+
+// The gradient pass: grad_v = e_v (slope (x_v - m) + intercept), or e_v intercept without entropy.
+template <typename T, bool kEntropy, bool kStream>
+inline void write_gradient(const T* x, T* out, const T* e, int64_t v_size, T m, T slope, T intercept) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t W = Vec::size();
+  const auto one = [&](int64_t v) {
+    return kEntropy ? e[v] * (std::max(x[v] - m, exp_floor<T>()) * slope + intercept) : e[v] * intercept;
+  };
+  int64_t v = 0;
+  if constexpr (kStream) {
+    for (; v < v_size && reinterpret_cast<uintptr_t>(out + v) % sizeof(Vec) != 0; ++v) out[v] = one(v);
+  }
+  const Vec vm(m), floor(exp_floor<T>()), v_slope(slope), v_intercept(intercept);
+  for (; v + W <= v_size; v += W) {
+    if constexpr (kEntropy) {
+      const Vec shifted = at::vec::clamp_min(Vec::loadu(x + v) - vm, floor);
+      store_gradient<kStream>(out + v, Vec::loadu(e + v) * at::vec::fmadd(shifted, v_slope, v_intercept));
+    } else {
+      store_gradient<kStream>(out + v, Vec::loadu(e + v) * v_intercept);
+    }
+  }
+  for (; v < v_size; ++v) out[v] = one(v);
+  if constexpr (kStream) stream_fence();
+}
+
+// Gradient for one row into out (which may be x itself; streamed when `stream`); returns the
+// row's loss term.
+template <typename T>
+inline T policy_row(const T* x, T* out, T* e, int64_t v_size, int64_t action, T advantage, T entropy_coef,
+                    T scale, const char* next_row, int64_t next_row_bytes, bool stream) {
   const bool with_entropy = entropy_coef != T(0);
   const T m = row_max(x, v_size);
   const auto [s, t] = with_entropy ? row_exp_sums<T, true>(x, e, v_size, m, next_row, next_row_bytes)
@@ -312,18 +361,10 @@ inline T policy_row(const T* x, T* out, T* e, int64_t v_size, int64_t action, T 
   // log p_v + H = (x_v - m) + (H - log s):  grad_v = e_v (slope (x_v - m) + intercept).
   const T slope = scale * entropy_coef / s;
   const T intercept = scale * advantage / s + slope * (entropy - log_s);
-  const Vec vm(m), floor(exp_floor<T>()), v_slope(slope), v_intercept(intercept);
-  int64_t v = 0;
-  if (with_entropy) {
-    for (; v + W <= v_size; v += W) {
-      const Vec shifted = at::vec::clamp_min(Vec::loadu(x + v) - vm, floor);
-      (Vec::loadu(e + v) * at::vec::fmadd(shifted, v_slope, v_intercept)).store(out + v);
-    }
-    for (; v < v_size; ++v) out[v] = e[v] * (std::max(x[v] - m, exp_floor<T>()) * slope + intercept);
-  } else {
-    for (; v + W <= v_size; v += W) (Vec::loadu(e + v) * v_intercept).store(out + v);
-    for (; v < v_size; ++v) out[v] = e[v] * intercept;
-  }
+  if (with_entropy && stream) write_gradient<T, true, true>(x, out, e, v_size, m, slope, intercept);
+  else if (with_entropy) write_gradient<T, true, false>(x, out, e, v_size, m, slope, intercept);
+  else if (stream) write_gradient<T, false, true>(x, out, e, v_size, m, slope, intercept);
+  else write_gradient<T, false, false>(x, out, e, v_size, m, slope, intercept);
   out[action] -= scale * advantage;
   return loss;
 }
@@ -361,6 +402,8 @@ at::Tensor policy_loss_impl(const at::Tensor& logits, const at::Tensor& actions_
     const scalar_t* x_ptr = logits.const_data_ptr<scalar_t>();
     scalar_t* g_ptr = grad.defined() ? grad.data_ptr<scalar_t>() : nullptr;
     const T* adv = advantages.const_data_ptr<T>();
+    // a new gradient is streamed past the caches; one written over the logits is already cached
+    const bool stream = g_ptr != nullptr && static_cast<const void*>(g_ptr) != static_cast<const void*>(x_ptr);
     T* losses = row_losses.mutable_data_ptr<T>();
     const int64_t grain = std::max<int64_t>(1, 16384 / v_size);
     at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
@@ -379,12 +422,12 @@ at::Tensor policy_loss_impl(const at::Tensor& logits, const at::Tensor& actions_
           T* x = e + v_size;
           T* out = g_ptr ? e + 2 * v_size : nullptr;
           at::vec::convert(x_ptr + i * v_size, x, v_size);
-          losses[i] = policy_row<T>(x, out, e, v_size, action, adv[i], beta, scale, next_row, next_row_bytes);
+          losses[i] = policy_row<T>(x, out, e, v_size, action, adv[i], beta, scale, next_row, next_row_bytes, false);
           if (out) at::vec::convert(out, g_ptr + i * v_size, v_size);
         } else {
           T* out = g_ptr ? reinterpret_cast<T*>(g_ptr) + i * v_size : nullptr;
           losses[i] = policy_row<T>(reinterpret_cast<const T*>(x_ptr) + i * v_size, out, e, v_size, action, adv[i],
-                                    beta, scale, next_row, next_row_bytes);
+                                    beta, scale, next_row, next_row_bytes, stream);
         }
       }
     });
