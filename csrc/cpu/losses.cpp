@@ -26,7 +26,7 @@ namespace rlgan {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// exp of non-positive arguments, shared by both losses (both take exps of x - max).
+// Shared by both losses: exp of non-positive arguments (both take exps of x - max), lane sums.
 
 // Below exp_floor<T>, exp(x) is zero (float) or x is -inf (double): x - max is clamped to it, so
 // that exp of a -inf logit is exactly 0 and 0 * (x - max) is 0, not NaN.
@@ -71,15 +71,20 @@ inline at::vec::Vectorized<float> exp_nonpositive(const at::vec::Vectorized<floa
 #endif
 inline at::vec::Vectorized<double> exp_nonpositive(const at::vec::Vectorized<double>& x) { return x.exp(); }
 
-
-// ---------------------------------------------------------------------------------------------
-// reward_weighted_gan_loss, vectorised in T, the accumulation type (float for float, half and
-// bfloat16 inputs; double for double).  Two exps (exp_nonpositive) and a log1p per sample.
-
+// The sum and the maximum of a vector's lanes.
 template <typename T>
 inline T vec_sum(const at::vec::Vectorized<T>& v) {
   return at::vec::vec_reduce_all<T>([](auto& a, auto& b) { return a + b; }, v);
 }
+
+template <typename T>
+inline T vec_max(const at::vec::Vectorized<T>& v) {
+  return at::vec::vec_reduce_all<T>([](auto& a, auto& b) { return at::vec::maximum(a, b); }, v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// reward_weighted_gan_loss, vectorised in T, the accumulation type (float for float, half and
+// bfloat16 inputs; double for double).  Two exps (exp_nonpositive) and a log1p per sample.
 
 // c_i = N softmax(temperature * A)_i from the scores r_i, written over r; checks r is finite.
 template <typename T>
@@ -122,7 +127,7 @@ void sample_weights(T* r, int64_t n, Baseline baseline, double temperature, doub
     exponent.store(r + i);
     v_top = at::vec::maximum(v_top, exponent);
   }
-  T top = at::vec::vec_reduce_all<T>([](auto& a, auto& b) { return at::vec::maximum(a, b); }, v_top);
+  T top = vec_max(v_top);
   for (; i < n; ++i) {
     r[i] = slope * (r[i] - shift);
     top = std::max(top, r[i]);
@@ -242,8 +247,7 @@ inline T row_max(const T* x, int64_t v_size) {
     best1 = at::vec::clamp_min(Vec::loadu(x + v + W), best1);
   }
   for (; v + W <= v_size; v += W) best0 = at::vec::clamp_min(Vec::loadu(x + v), best0);
-  T m = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); },
-                                   at::vec::maximum(best0, best1));
+  T m = vec_max(at::vec::maximum(best0, best1));
   for (; v < v_size; ++v) m = std::max(m, x[v]);
   return m;
 }
@@ -282,8 +286,7 @@ inline std::pair<T, T> row_exp_sums(const T* x, T* e, int64_t v_size, T m, const
     vs = vs + ex;
     if constexpr (kEntropy) vt = at::vec::fmadd(ex, shifted, vt);
   }
-  T s = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vs);
-  T t = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, vt);
+  T s = vec_sum(vs), t = vec_sum(vt);
   for (; v < v_size; ++v) {
     const T shifted = std::max(x[v] - m, exp_floor<T>());
     e[v] = std::exp(shifted);
