@@ -21,7 +21,7 @@ class RunConfig:
     name: str = "digits"
     seed: int = 0
     device: str = "auto"
-    steps: int = 3000
+    steps: int = 5000
     batch_size: int = 64  # per process
     on_bad_reward: Literal["error", "skip"] = "error"
 
