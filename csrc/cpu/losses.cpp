@@ -87,17 +87,15 @@ inline T vec_max(const at::vec::Vectorized<T>& v) {
 // bfloat16 inputs; double for double).  Two exps (exp_nonpositive) and a log1p per sample.
 
 // c_i = N softmax(temperature * A)_i from the scores r_i, written over r; checks r is finite.
+// Passes over r with at::vec's map and reductions, which handle the partial last vector.
 template <typename T>
 void sample_weights(T* r, int64_t n, Baseline baseline, double temperature, double eps) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t W = Vec::size();
-  Vec partial(0);
-  int64_t i = 0;
-  for (; i + W <= n; i += W) partial = partial + Vec::loadu(r + i);
-  T sum = vec_sum(partial);
-  for (; i < n; ++i) sum += r[i];
+  const auto add = [](Vec& a, Vec& b) { return a + b; };
+  const T sum = at::vec::reduce_all<T>(add, r, n);
   if (!std::isfinite(sum)) {  // NaN or inf somewhere (or finite scores overflowing the sum)
-    for (i = 0; i < n; ++i)
+    for (int64_t i = 0; i < n; ++i)
       TORCH_CHECK_VALUE(std::isfinite(r[i]), "rewards contain NaN or infinite values (row ", i, ")");
   }
   if (temperature == 0.0) {  // c = 1: the plain non-saturating loss
@@ -110,7 +108,8 @@ void sample_weights(T* r, int64_t n, Baseline baseline, double temperature, doub
   if (baseline == Baseline::Whiten) {
     const Vec v_mean(mean);
     Vec squares(0);
-    for (i = 0; i + W <= n; i += W) {
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
       const Vec centred = Vec::loadu(r + i) - v_mean;
       squares = at::vec::fmadd(centred, centred, squares);
     }
@@ -119,32 +118,12 @@ void sample_weights(T* r, int64_t n, Baseline baseline, double temperature, doub
     scale = static_cast<T>(1.0 / (std::sqrt(static_cast<double>(total) / n) + eps));
   }
   // exponents temperature * A = slope * (r - shift), then their softmax around the largest
-  const T slope = static_cast<T>(temperature) * scale;
-  const Vec v_slope(slope), v_shift(shift);
-  Vec v_top(-std::numeric_limits<T>::infinity());
-  for (i = 0; i + W <= n; i += W) {
-    const Vec exponent = v_slope * (Vec::loadu(r + i) - v_shift);
-    exponent.store(r + i);
-    v_top = at::vec::maximum(v_top, exponent);
-  }
-  T top = vec_max(v_top);
-  for (; i < n; ++i) {
-    r[i] = slope * (r[i] - shift);
-    top = std::max(top, r[i]);
-  }
-  v_top = Vec(top);
-  const Vec floor(exp_floor<T>());
-  Vec normaliser(0);
-  for (i = 0; i + W <= n; i += W) {
-    const Vec e = exp_nonpositive(at::vec::clamp_min(Vec::loadu(r + i) - v_top, floor));
-    e.store(r + i);
-    normaliser = normaliser + e;
-  }
-  T total = vec_sum(normaliser);
-  for (; i < n; ++i) total += (r[i] = std::exp(r[i] - top));
-  const Vec v_factor(n / total);
-  for (i = 0; i + W <= n; i += W) (Vec::loadu(r + i) * v_factor).store(r + i);
-  for (; i < n; ++i) r[i] *= n / total;
+  const Vec v_slope(static_cast<T>(temperature) * scale), v_shift(shift), floor(exp_floor<T>());
+  at::vec::map([&](Vec v) { return v_slope * (v - v_shift); }, r, r, n);
+  const Vec v_top(at::vec::reduce_all<T>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); }, r, n));
+  at::vec::map([&](Vec v) { return exp_nonpositive(at::vec::clamp_min(v - v_top, floor)); }, r, r, n);
+  const Vec v_factor(n / at::vec::reduce_all<T>(add, r, n));
+  at::vec::map([&](Vec v) { return v * v_factor; }, r, r, n);
 }
 
 // sum_i c_i softplus(-x_i), and grad_i = -(c_i/N) sigmoid(-x_i), with u = exp(-|x|):
