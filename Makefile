@@ -11,7 +11,7 @@ TORCH_CUDA_ARCH_LIST ?= 9.0
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 SOURCES := pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
 
-.PHONY: train test bench cuda-build classifier clean
+.PHONY: train test bench cuda-build test-second-torch classifier clean
 
 train: $(VENV)/.installed
 	$(VENV)/bin/rlgan train
@@ -27,12 +27,17 @@ bench: $(VENV)/.installed
 	$(PY) -m pytest benchmarks/test_seqgan_step.py -p no:cacheprovider --benchmark-json=benchmarks/results/cpu_seqgan.json
 	$(PY) benchmarks/report.py benchmarks/results/*.json > benchmarks/results/tables.md
 
-# Compile the CUDA kernels with a CUDA build of torch, to catch broken CUDA code without a GPU.
+# The second PyTorch of the tested range (pyproject.toml), with CUDA: compile the CUDA kernels
+# (catches broken CUDA code without a GPU), install that build, and run the op tests with it on
+# the CPU.  PYTHONSAFEPATH keeps the source tree (and its build for the first PyTorch) off sys.path.
 cuda-build: .venv-cuda/.installed
-	rm -rf build/cuda-check
 	CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" RLGAN_FORCE_CUDA=1 MAX_JOBS=2 \
-		.venv-cuda/bin/python setup.py -q build_ext --build-temp build/cuda-check/tmp --build-lib build/cuda-check/lib
-	@ls build/cuda-check/lib/rlgan_core/_C*.so && echo "CUDA build: ok"
+		.venv-cuda/bin/python -m pip install -q --no-build-isolation --force-reinstall --no-deps .
+	PYTHONSAFEPATH=1 .venv-cuda/bin/python -c \
+		"from rlgan_core import extension; s = extension.status(); assert s.build['cuda'] == 'yes', s; print('CUDA build:', s.build)"
+
+test-second-torch: cuda-build
+	PYTHONSAFEPATH=1 .venv-cuda/bin/python -m pytest tests/test_ops.py -p no:cacheprovider -q
 
 classifier: $(VENV)/.installed
 	$(PY) scripts/train_digits_classifier.py
@@ -46,9 +51,10 @@ $(VENV)/.installed: $(SOURCES) $(PLUGINS)
 	for plugin in $(dir $(PLUGINS)); do $(PIP) install -q --no-build-isolation $$plugin || exit 1; done
 	touch $@
 
-.venv-cuda/.installed:
+.venv-cuda/.installed: pyproject.toml
 	test -x .venv-cuda/bin/python || $(PYTHON) -m venv .venv-cuda
 	.venv-cuda/bin/python -m pip install -q $(TORCH_CUDA) ninja pybind11 setuptools wheel
+	.venv-cuda/bin/python -m pip install -q $$(.venv-cuda/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))') pytest hypothesis
 	touch $@
 
 clean:

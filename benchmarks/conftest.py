@@ -3,13 +3,9 @@
 import os
 from pathlib import Path
 
-# Large fresh tensors on Linux: with transparent huge pages the first touch of a 0.5 GB gradient
-# costs half as much.  It applies to every implementation alike (set before torch is imported).
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch._dynamo  # noqa: E402
+import pytest
+import torch
+import torch._dynamo
 
 # one compiled function serves every shape of a benchmark file: let it keep a graph per shape
 torch._dynamo.config.cache_size_limit = 64

@@ -10,7 +10,7 @@ from torch.profiler import ProfilerActivity, profile
 from rlgan_core import extension, ops
 
 extension.set_backend("fused")
-for n, v, dtype in [(4096, 32768, torch.float32), (4096, 32768, torch.bfloat16)]:
+for n, v, dtype in [(4096, 32768, torch.float32), (16384, 32000, torch.float32), (16384, 128256, torch.bfloat16)]:
     source = torch.randn(n, v, device="cuda", dtype=dtype)
     actions = torch.randint(0, v, (n,), device="cuda")
     advantages = torch.randn(n, device="cuda")

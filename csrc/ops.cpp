@@ -3,6 +3,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <string>
+
 extern "C" {
 // Importing rlgan_core._C runs the static TORCH_LIBRARY registrations below; it has no functions.
 PyObject* PyInit__C(void) {
@@ -10,6 +12,39 @@ PyObject* PyInit__C(void) {
   return PyModule_Create(&module_def);
 }
 }
+
+#define RLGAN_STRING(x) #x
+#define RLGAN_VERSION_STRING(major, minor) RLGAN_STRING(major) "." RLGAN_STRING(minor)
+
+namespace rlgan {
+
+// What this build holds, as space-separated key=value pairs: the PyTorch it was compiled against
+// (major.minor, from RLGAN_TORCH_MAJOR and RLGAN_TORCH_MINOR, which rlgan_core/build.py sets),
+// the CPU instruction set its kernels use, whether OpenMP spreads rows over cores, and whether it
+// has CUDA kernels.  rlgan_core.extension reads it (no private PyTorch API needed) and
+// `rlgan doctor` prints it.
+std::string build_info() {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+  const char* cpu = "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+  const char* cpu = "avx2";
+#else
+  const char* cpu = "default";
+#endif
+#ifdef _OPENMP
+  const char* openmp = "yes";
+#else
+  const char* openmp = "no";
+#endif
+#ifdef RLGAN_WITH_CUDA
+  const char* cuda = "yes";
+#else
+  const char* cuda = "no";
+#endif
+  return std::string("torch=") + RLGAN_VERSION_STRING(RLGAN_TORCH_MAJOR, RLGAN_TORCH_MINOR) + " cpu=" + cpu + " openmp=" + openmp + " cuda=" + cuda;
+}
+
+}  // namespace rlgan
 
 TORCH_LIBRARY(rlgan, m) {
   // Returns (loss, d loss / d d_fake); the gradient is empty when with_grad is false.
@@ -24,4 +59,8 @@ TORCH_LIBRARY(rlgan, m) {
   m.def(
       "policy_gradient_loss_(Tensor(a!) logits, Tensor actions, Tensor advantages, float entropy_coef, "
       "int ignore_index, str reduction) -> Tensor");
+  // grad *= scale / previous on the device, skipped there when they are equal (CUDA only: the
+  // backward pass of the fused losses uses it to avoid reading the incoming gradient on the host).
+  m.def("scale_gradient_(Tensor(a!) grad, Tensor scale, Tensor? previous) -> ()");
+  m.def("build_info() -> str", &rlgan::build_info);
 }

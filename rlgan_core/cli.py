@@ -148,6 +148,9 @@ def cmd_doctor(args) -> int:
     print(f"kernel backend: {extension.backend()} (RLGAN_KERNEL or [kernel] backend)")
     if found.loaded:
         print(f"fused extension: loaded ({found.origin}); kernels for: {', '.join(found.devices)}")
+        build = found.build
+        print(f"  built against torch {build.get('torch')}; CPU kernels for {build.get('cpu')}, "
+              f"OpenMP {build.get('openmp')}, CUDA kernels {build.get('cuda')}")
     else:
         print(f"fused extension: not loaded: {found.reason}")
     for device in ("cpu", "cuda"):

@@ -9,18 +9,17 @@
 """
 
 import os
+import sys
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
+from . import build
 from .errors import KernelError
 
 BACKENDS = ("auto", "fused", "fallback")
-SOURCE_DIR = Path(__file__).resolve().parent.parent / "csrc"
 
-_on_load = []
 _backend_override = None
 _status = None  # the Status, once the extension has been looked for
 
@@ -31,13 +30,7 @@ class Status:
     origin: str  # "prebuilt", "built on first use" or "" when not loaded
     devices: tuple[str, ...]  # device types the extension has kernels for
     reason: str  # why it is not loaded, or ""
-
-
-def on_load(callback) -> None:
-    """Run ``callback()`` once the extension's ops exist (immediately if they already do)."""
-    _on_load.append(callback)
-    if _status is not None and _status.loaded:
-        callback()
+    build: dict = field(default_factory=dict)  # rlgan::build_info: torch, cpu, openmp, cuda
 
 
 def set_backend(backend: str | None) -> None:
@@ -73,10 +66,16 @@ def use_fused(device: torch.device) -> bool:
 
 
 def status() -> Status:
-    """Load the extension once: the prebuilt module, else build it from ``csrc/`` with ninja."""
+    """Load the extension once (the prebuilt module, else a build from ``csrc/`` with ninja) and
+    register the ops' autograd formulas and fake implementations (:mod:`rlgan_core.ops`), whichever
+    module asked first."""
     global _status
     if _status is None:
         _status = _load()
+        if _status.loaded:
+            from . import ops
+
+            ops.register_fused_ops()
     return _status
 
 
@@ -96,31 +95,35 @@ def _load() -> Status:
                 (),
                 f"no prebuilt extension ({prebuilt_error}) and building it failed ({_first_line(build_error)})",
             )
-    devices = tuple(
-        device
-        for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
-        if torch._C._dispatch_has_kernel_for_dispatch_key("rlgan::policy_gradient_loss", key)
-    )
-    for callback in _on_load:
-        callback()
-    return Status(True, origin, devices, "")
+    info = dict(item.split("=", 1) for item in torch.ops.rlgan.build_info().split())
+    running = ".".join(torch.__version__.split(".")[:2])
+    if info.get("torch") != running:
+        warnings.warn(
+            f"rlgan: the fused kernels were built against torch {info.get('torch')} but torch {running} is "
+            "running; reinstall rlgan (pip install --no-build-isolation) if they misbehave",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    devices = ("cpu", "cuda") if info.get("cuda") == "yes" else ("cpu",)
+    return Status(True, origin, devices, "", info)
 
 
 def _build_on_first_use():
     from torch.utils import cpp_extension
 
-    if not (SOURCE_DIR / "ops.cpp").exists():
-        raise RuntimeError(f"the C++ sources are not in {SOURCE_DIR} (install rlgan from a source checkout)")
-    sources = sorted(str(path) for path in (SOURCE_DIR / "cpu").glob("*.cpp")) + [str(SOURCE_DIR / "ops.cpp")]
-    with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
-    if with_cuda:
-        sources += sorted(str(path) for path in (SOURCE_DIR / "cuda").glob("*.cu"))
-    print(f"rlgan: building the fused kernels ({'CPU and CUDA' if with_cuda else 'CPU'}), first use only...", flush=True)
+    if not (build.SOURCE_DIR / "ops.cpp").exists():
+        raise RuntimeError(f"the C++ sources are not in {build.SOURCE_DIR} (install rlgan from a source checkout)")
+    cuda = torch.cuda.is_available() and build.with_cuda()
+    print(f"rlgan: building the fused kernels ({'CPU and CUDA' if cuda else 'CPU'}), first use only...",
+          file=sys.stderr, flush=True)  # stderr: stdout may be a command's data (plugins --json)
     cpp_extension.load(
         name="rlgan_fused_ops",
-        sources=sources,
-        extra_cflags=["-O3"],
-        extra_cuda_cflags=["-O3", "--use_fast_math"],
+        sources=[str(path) for path in build.sources(cuda)],
+        extra_cflags=build.cxx_flags(cuda),
+        extra_cuda_cflags=build.nvcc_flags(),
+        extra_ldflags=build.link_flags(),
+        extra_include_paths=build.include_dirs() if cuda else None,
+        with_cuda=cuda,
         is_python_module=False,
         verbose=False,
     )

@@ -4,12 +4,14 @@ Both ops follow the contract in ``docs/kernels.md``.  The fused versions are the
 operators of the C++/CUDA extension (``csrc/``), made differentiable here with
 ``torch.library.register_autograd`` and traceable by ``torch.compile`` through their fake
 implementations.  ``RLGAN_KERNEL=auto|fused|fallback`` (or the config's ``[kernel] backend``)
-chooses between fused and fallback; see :mod:`rlgan_core.extension`.
+chooses between fused and fallback; see :mod:`rlgan_core.extension`.  No private PyTorch API is used:
+every call goes through the dispatcher like any other op.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
-from torch._subclasses.fake_tensor import is_fake
 
 from . import extension
 
@@ -29,15 +31,12 @@ def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline="mean"
     ``loss = mean(c * softplus(-d_fake))``, a float32 scalar (float64 for float64 input).
     """
     _check_gan_inputs(d_fake, rewards, reward_weights, baseline, eps)
+    if not torch.isfinite(rewards).all():  # checked here: the kernels must never have to raise
+        raise ValueError("rewards contain NaN or infinite values")
     fused = extension.use_fused(d_fake.device)
-    if not (fused and d_fake.device.type == "cpu"):  # the CPU kernel checks while it reads them
-        if not torch.isfinite(rewards).all():
-            raise ValueError("rewards contain NaN or infinite values")
     if fused:
-        return _call_fused(
-            torch.ops.rlgan.reward_weighted_gan_loss.default,
-            d_fake, rewards, reward_weights, baseline, float(temperature), float(eps),
-        )
+        args = (rewards, reward_weights, baseline, float(temperature), float(eps))
+        return _call_fused(torch.ops.rlgan.reward_weighted_gan_loss.default, d_fake, args)
     return reward_weighted_gan_loss_fallback(
         d_fake, rewards, reward_weights, baseline=baseline, temperature=temperature, eps=eps
     )
@@ -88,16 +87,31 @@ def policy_gradient_loss(
     ``1/M``; an empty valid set gives 0).  With ``inplace=True`` and the fused kernel, the
     gradient is written over ``logits`` during the forward pass (halving peak memory): the logits'
     values are lost, so only pass it when nothing else needs them.
+
+    An action outside ``[0, V)`` that is not ``ignore_index`` raises ``ValueError``: at once on
+    the CPU; on CUDA, where checking before the kernel would make the host wait for the device, at
+    the next fused call or backward pass after the device computed this loss (which is NaN), or at
+    :func:`check_pending_errors`; see ``docs/kernels.md``.
     """
-    _check_policy_inputs(logits, actions, advantages, ignore_index, reduction)
+    _check_policy_inputs(logits, actions, advantages, reduction)
+    vocabulary = logits.shape[1]
     if not extension.use_fused(logits.device):
+        _check_actions(actions, vocabulary, ignore_index)
         return policy_gradient_loss_fallback(
             logits, actions, advantages, entropy_coef=entropy_coef, ignore_index=ignore_index, reduction=reduction
         )
+    # Bad input must raise here, never inside a kernel: an exception thrown by the extension's C++
+    # crashes some PyTorch builds (2.11) instead of reaching Python.  On the CPU the actions are
+    # checked now (a few microseconds); on CUDA that check would make the host wait for the
+    # device, so rows with a bad action come out NaN and a NaN loss is explained by checking the
+    # actions once the device has computed it.
+    if logits.device.type == "cpu":
+        _check_actions(actions, vocabulary, ignore_index)
+        diagnose = None
+    else:
+        diagnose = lambda: _check_actions(actions, vocabulary, ignore_index, "an earlier call on the GPU: ")  # noqa: E731
     args = (actions, advantages, float(entropy_coef), int(ignore_index), reduction)
-    if inplace and logits.requires_grad:
-        return _PolicyGradientLossInPlace.apply(logits, *args)
-    return _call_fused(torch.ops.rlgan.policy_gradient_loss.default, logits, *args)
+    return _call_fused(torch.ops.rlgan.policy_gradient_loss.default, logits, args, diagnose, inplace=inplace)
 
 
 def policy_gradient_loss_fallback(logits, actions, advantages, *, entropy_coef=0.0, ignore_index=-100, reduction="mean"):
@@ -105,7 +119,7 @@ def policy_gradient_loss_fallback(logits, actions, advantages, *, entropy_coef=0
     acc = _accumulation_dtype(logits.dtype)
     valid = actions != ignore_index
     log_p = torch.log_softmax(logits.to(acc), dim=-1)
-    log_p_action = log_p.gather(1, torch.where(valid, actions, 0).unsqueeze(1)).squeeze(1)
+    log_p_action = log_p.gather(1, torch.where(valid, actions, 0).long().unsqueeze(1)).squeeze(1)
     per_row = -advantages.detach().to(acc) * log_p_action
     if entropy_coef != 0:
         p = log_p.exp()
@@ -117,73 +131,15 @@ def policy_gradient_loss_fallback(logits, actions, advantages, *, entropy_coef=0
     return loss
 
 
-def _call_fused(op, first, *rest):
-    """Run a fused op, differentiable with respect to its first input.
-
-    Traced by ``torch.compile`` (or called directly as ``torch.ops.rlgan.*``), the op's own
-    autograd formula and fake implementation registered below apply.  In eager mode the same
-    formula runs through :class:`_FusedLoss`, which costs a fraction of the per-call Python work
-    of the generic ``register_autograd`` path (it matters for batch-sized losses).
-    """
-    if torch.compiler.is_compiling() or not (first.requires_grad and torch.is_grad_enabled()):
-        loss, _ = op(first, *rest, first.requires_grad)
-        return loss
-    return _FusedLoss.apply(op, first, *rest)
-
-
-class _FusedLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, op, first, *rest):
-        with torch._C._AutoDispatchBelowAutograd():  # straight to the kernel, past the op's autograd wrapper
-            loss, grad = op(first, *rest, True)
-        ctx.save_for_backward(grad)
-        ctx.set_materialize_grads(False)
-        ctx.num_rest = len(rest)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        if grad_loss is None:
-            return (None,) * (2 + ctx.num_rest)
-        (grad,) = ctx.saved_tensors
-        return (None, _scaled(grad, grad_loss)) + (None,) * ctx.num_rest
-
-
-class _PolicyGradientLossInPlace(torch.autograd.Function):
-    """Runs the in-place kernel: the forward leaves d loss / d logits in the logits' storage."""
-
-    @staticmethod
-    def forward(ctx, logits, actions, advantages, entropy_coef, ignore_index, reduction):
-        loss = torch.ops.rlgan.policy_gradient_loss_(logits, actions, advantages, entropy_coef, ignore_index, reduction)
-        ctx.save_for_backward(logits)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        (grad,) = ctx.saved_tensors
-        return _scaled(grad.detach(), grad_loss, inplace=True), None, None, None, None, None
-
-
-def _scaled(grad, grad_loss, inplace=False):
-    """grad * grad_loss, skipping the pass over a large grad in the usual case grad_loss == 1.
-
-    (Reading grad_loss is one small sync on CUDA, far cheaper than a pass over [N, V]; for small
-    tensors the multiply is cheaper than the check.  While tracing there is no value to read.)
-    """
-    if grad.numel() >= 1 << 16 and not torch.compiler.is_compiling() and not is_fake(grad_loss):
-        if bool(grad_loss == 1):
-            return grad
-    return grad.mul_(grad_loss.to(grad.dtype)) if inplace else grad * grad_loss.to(grad.dtype)
-
-
-def _check_policy_inputs(logits, actions, advantages, ignore_index, reduction):
+def _check_policy_inputs(logits, actions, advantages, reduction):
+    """Types, shapes and devices: attribute reads only, no work on the device."""
     _check_float("logits", logits)
     _check_float("advantages", advantages)
     if logits.dim() != 2 or logits.shape[1] == 0:
         raise ValueError(f"logits must have shape [N, V] with V >= 1, got {tuple(logits.shape)}")
-    n, vocabulary = logits.shape
-    if actions.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"actions must be int64 or int32, got {actions.dtype}")
+    n = logits.shape[0]
+    if not isinstance(actions, torch.Tensor) or actions.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"actions must be an int64 or int32 tensor, got {getattr(actions, 'dtype', type(actions))}")
     if actions.shape != (n,):
         raise ValueError(f"actions must have shape [{n}], got {tuple(actions.shape)}")
     if advantages.shape != (n,):
@@ -191,12 +147,114 @@ def _check_policy_inputs(logits, actions, advantages, ignore_index, reduction):
     _check_same_device(logits=logits, actions=actions, advantages=advantages)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    # One small reduction over the actions (a sync on CUDA): out-of-range actions must raise here,
-    # not trip a device-side assert inside a kernel.
+
+
+def _check_actions(actions, vocabulary, ignore_index, where=""):
+    """Raise ValueError naming the first action outside [0, vocabulary) that is not ignore_index."""
     bad = (actions != ignore_index) & ((actions < 0) | (actions >= vocabulary))
     if bad.any():
-        first = actions[bad][0].item()
-        raise ValueError(f"actions must lie in [0, {vocabulary}) or equal ignore_index={ignore_index}; got {first}")
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{where}actions must lie in [0, {vocabulary}) or equal ignore_index={ignore_index}; "
+            f"got {int(actions[row])} at row {row}"
+        )
+
+
+# --- the fused ops' one eager path -----------------------------------------------------------
+
+
+def _call_fused(op, first, args, diagnose=None, inplace=False):
+    """Run a fused op ``op(first, *args, with_grad) -> (loss, gradient)``, differentiable in ``first``.
+
+    Traced by ``torch.compile`` (or called directly as ``torch.ops.rlgan.*``), the op's own
+    autograd formula and fake implementation (:func:`register_fused_ops`) apply.  In eager mode
+    :class:`_FusedLoss` runs it: a smaller per-call cost, the ``inplace`` variant, and a backward
+    pass that never waits for the device.  ``diagnose`` explains a NaN loss by raising the error
+    behind it (if any); on CUDA it runs once the loss has been computed (see
+    :func:`check_pending_errors`).
+    """
+    if torch.compiler.is_compiling():
+        loss, _ = op(first, *args, first.requires_grad)
+        return loss
+    if first.is_cuda:
+        check_pending_errors(wait=False)
+    if first.requires_grad and torch.is_grad_enabled():
+        loss = _FusedLoss.apply(op, inplace, first, *args)
+    else:
+        loss, _ = op(first, *args, False)
+    if diagnose is not None:
+        _watch(loss, diagnose)
+    return loss
+
+
+# CUDA calls whose loss has not been looked at yet: (the loss in pinned host memory, the event
+# after which it is there, the check that explains a NaN).
+_pending = []
+
+
+def _watch(loss, diagnose):
+    """Copy a CUDA ``loss`` to the host without waiting, to be looked at once the device got there."""
+    host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+    host.copy_(loss.detach(), non_blocking=True)
+    done = torch.cuda.Event()
+    done.record(torch.cuda.current_stream(loss.device))
+    _pending.append((host, done, diagnose))
+
+
+def check_pending_errors(wait=True):
+    """Raise the error behind a NaN loss of an earlier fused CUDA call (out-of-range actions).
+
+    On CUDA the actions are validated on the device, so that no call waits for it: a row with a bad
+    action comes out NaN, and the check that names the action runs once the device has computed the
+    loss.  Every fused call does this without waiting (so an error surfaces at the next call, or at
+    the backward pass); ``wait=True`` first waits for the device, so that nothing is left unchecked
+    (a training loop might call it at the end).
+    """
+    while _pending:
+        host, done, diagnose = _pending[0]
+        if not done.query():
+            if not wait:
+                return
+            done.synchronize()
+        _pending.pop(0)
+        if not math.isfinite(host.item()):
+            diagnose()
+
+
+class _FusedLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, op, inplace, first, *args):
+        if inplace:  # the kernel leaves d loss / d first in first's storage
+            loss = torch.ops.rlgan.policy_gradient_loss_.default(first, *args)
+            grad = first
+        else:
+            loss, grad = op(first, *args, True)
+        ctx.save_for_backward(grad)
+        ctx.set_materialize_grads(False)
+        ctx.num_args = len(args)
+        ctx.applied_scale = None  # the incoming gradient already multiplied into grad, if any
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        nothing = (None,) * ctx.num_args
+        if grad_loss is None:
+            return (None, None, None) + nothing
+        (grad,) = ctx.saved_tensors
+        grad = grad.detach()
+        if grad.is_cuda:
+            check_pending_errors(wait=False)
+            # grad *= grad_loss, skipped on the device when grad_loss is 1: no wait for the device.
+            # The gradient is this loss's own buffer (or the logits' storage, in place), so it is
+            # scaled in place; a second backward (retain_graph) undoes the first scale.
+            scale = grad_loss.detach()
+            torch.ops.rlgan.scale_gradient_.default(grad, scale, ctx.applied_scale)
+            ctx.applied_scale = scale
+            return (None, None, grad) + nothing
+        scale = grad_loss.item()  # on the CPU: no wait
+        if scale != 1:
+            grad = grad * scale
+        return (None, None, grad) + nothing
 
 
 # --- shared checks and the fused ops' autograd and fake implementations ---------------------
@@ -220,8 +278,9 @@ def _check_same_device(**tensors):
         raise ValueError(f"all inputs must be on one device, got {listed}")
 
 
-def _register_fused_ops():
-    """Give the extension's ops their fake implementations and autograd formulas."""
+def register_fused_ops():
+    """Give the extension's ops their fake implementations and autograd formulas (called once, by
+    :func:`rlgan_core.extension.status`, as soon as the ops exist)."""
 
     @torch.library.register_fake("rlgan::reward_weighted_gan_loss")
     def _(d_fake, rewards, reward_weights, baseline, temperature, eps, with_grad):
@@ -237,6 +296,10 @@ def _register_fused_ops():
     def _(logits, actions, advantages, entropy_coef, ignore_index, reduction):
         return logits.new_empty((), dtype=_accumulation_dtype(logits.dtype))
 
+    @torch.library.register_fake("rlgan::scale_gradient_")
+    def _(grad, scale, previous):
+        return None
+
     def save_gradient(ctx, inputs, output):
         ctx.save_for_backward(output[1])
         # The second output (the gradient itself) is never differentiated through: without this,
@@ -247,10 +310,7 @@ def _register_fused_ops():
         if grad_loss is None:
             return (None,) * 7
         (grad,) = ctx.saved_tensors
-        return (_scaled(grad, grad_loss),) + (None,) * 6
+        return (grad * grad_loss.to(grad.dtype),) + (None,) * 6
 
     for name in ("rlgan::reward_weighted_gan_loss", "rlgan::policy_gradient_loss"):
         torch.library.register_autograd(name, scale_gradient, setup_context=save_gradient)
-
-
-extension.on_load(_register_fused_ops)

@@ -36,3 +36,7 @@ def test_errors_are_one_clear_line(tmp_path):
 def test_doctor_says_what_runs():
     out = rlgan("doctor").stdout
     assert "kernel backend: auto" in out and "cpu:" in out
+    from rlgan_core import extension
+
+    if extension.status().loaded:  # which build, and with which CPU features
+        assert f"CPU kernels for {extension.status().build['cpu']}, OpenMP yes" in out

@@ -11,7 +11,8 @@ from rlgan_core.classifier import digits_split, load_classifier
 def write_idx(path, array, gz=False):
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
+    with (gzip.open if gz else open)(path, "wb") as file:  # closed here, so the data is on disk
+        file.write(data)
 
 
 def test_mnist_from_idx_files(tmp_path):

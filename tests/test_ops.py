@@ -264,6 +264,7 @@ def test_bad_inputs_raise_clear_errors(device):
         ops.policy_gradient_loss(x.long(), a, adv)
     with pytest.raises(ValueError, match=r"actions must lie in \[0, 5\)"):
         ops.policy_gradient_loss(x, torch.tensor([0, 5, 1, 1], device=device), adv)
+        ops.check_pending_errors()  # on CUDA the actions are checked once the device got there
     with pytest.raises(ValueError, match="one device"):
         ops.policy_gradient_loss(x, a.cpu() if device.type == "cuda" else a.to("meta"), adv)
     with pytest.raises(ValueError, match="reduction"):
@@ -300,3 +301,193 @@ def test_fused_without_kernels_is_an_error(monkeypatch):
     with pytest.warns(RuntimeWarning, match="fallback"):
         monkeypatch.setattr(extension, "_warned", False)
         ops.policy_gradient_loss(torch.randn(2, 3), torch.tensor([0, 1]), torch.ones(2))
+
+
+# --- both op contracts against float64, written from docs/kernels.md alone -------------------
+
+
+def reference_policy_gradient(logits, actions, advantages, entropy_coef, ignore_index, reduction):
+    """d loss / d logits from the contract's formula, in float64:
+    (1/M) [A (p - onehot) + beta p (log p + H)] on valid rows, 0 on ignored ones."""
+    x = logits.double().cpu()
+    grad = torch.zeros_like(x)
+    valid = [i for i in range(x.shape[0]) if actions[i] != ignore_index]
+    scale = 1.0 / max(len(valid), 1) if reduction == "mean" else 1.0
+    for i in valid:
+        log_p = x[i] - torch.logsumexp(x[i][torch.isfinite(x[i])], 0)
+        p = log_p.exp()
+        finite = p > 0
+        entropy = -(p[finite] * log_p[finite]).sum()
+        a = float(advantages[i])
+        row = a * p
+        row[int(actions[i])] -= a
+        row[finite] += entropy_coef * p[finite] * (log_p[finite] + entropy)
+        grad[i] = scale * row
+    return grad
+
+
+def reference_case(kind, n, v, dtype, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, v, generator=g, dtype=torch.float64) * 3
+    actions = torch.randint(0, v, (n,), generator=g)
+    if kind == "large":  # logits x 1e4
+        x = x * 1e4
+    elif kind == "minus_inf":  # a third of each row at -inf (never the whole row)
+        x[torch.rand(n, v, generator=g) < 1 / 3] = -math.inf
+        x[torch.arange(n), actions] = torch.randn(n, generator=g, dtype=torch.float64)
+    elif kind == "ignored":  # every other row ignored, and those rows hold NaN, inf and -inf
+        actions[::2] = -100
+        x[::2, 0], x[::2, -1] = math.nan, math.inf
+    return x.to(device=device, dtype=dtype), actions.to(device), (torch.randn(n, generator=g) * 2).to(device)
+
+
+REFERENCE_CASES = [("plain", 8, 1000), ("large", 8, 1000), ("minus_inf", 8, 1000), ("ignored", 8, 1000),
+                   ("plain", 3, 1), ("plain", 4, 32000), ("minus_inf", 3, 65536), ("ignored", 3, 131072),
+                   ("plain", 2, 131072)]
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["new_gradient", "inplace"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kind,n,v", REFERENCE_CASES, ids=[f"{k}-N{n}-V{v}" for k, n, v in REFERENCE_CASES])
+def test_policy_fused_against_float64_reference(device, kind, n, v, dtype, reduction, inplace):
+    logits, actions, advantages = reference_case(kind, n, v, dtype, device, seed=n * v)
+    entropy_coef = 0.05
+    expected_loss = reference_policy_loss(logits.cpu(), actions.cpu(), advantages.cpu(), entropy_coef, -100, reduction)
+    expected_grad = reference_policy_gradient(logits, actions.cpu(), advantages.cpu(), entropy_coef, -100, reduction)
+    extension.set_backend("fused")
+    leaf = logits.detach().clone().requires_grad_()
+    storage = leaf * 1
+    loss = ops.policy_gradient_loss(storage, actions, advantages, entropy_coef=entropy_coef, reduction=reduction,
+                                    inplace=inplace)
+    loss.backward()
+    grad = leaf.grad
+    assert loss.dtype == torch.float32 and grad.dtype == dtype
+    assert torch.isfinite(grad).all()
+    tolerance = 2e-5 if dtype == torch.float32 else 1e-2
+    assert abs(loss.item() - expected_loss.item()) <= tolerance * (1 + abs(expected_loss.item()))
+    # relative to the gradient's norm, plus the rounding of each element to the input dtype
+    rounding = torch.finfo(dtype).eps * float(expected_grad.norm())
+    assert float((grad.double().cpu() - expected_grad).norm()) <= tolerance * float(expected_grad.norm()) + rounding
+
+
+def reference_gan(d, rewards, weights, baseline, temperature, eps):
+    """loss and d loss / d d_fake from the contract, in float64."""
+    d, r = d.double().cpu(), rewards.double().cpu() @ weights.double().cpu()
+    if baseline in ("mean", "whiten"):
+        r = r - r.mean()
+    if baseline == "whiten":
+        r = r / (r.pow(2).mean().sqrt() + eps)
+    c = len(d) * torch.softmax(temperature * r, 0)
+    softplus = torch.where(d > 0, torch.log1p(torch.exp(-d)), -d + torch.log1p(torch.exp(d)))
+    return (c * softplus).mean(), -(c / len(d)) * torch.sigmoid(-d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("baseline", ["none", "mean", "whiten"])
+@pytest.mark.parametrize("n,scale", [(1, 1.0), (256, 3.0), (5000, 1e4)])
+def test_gan_fused_against_float64_reference(device, n, scale, baseline, dtype):
+    g = torch.Generator().manual_seed(n)
+    d = (torch.randn(n, generator=g) * scale).to(device=device, dtype=dtype)
+    rewards, weights = torch.randn(n, 3, generator=g).to(device), torch.rand(3, generator=g).to(device)
+    expected_loss, expected_grad = reference_gan(d, rewards, weights, baseline, 0.7, 1e-8)
+    extension.set_backend("fused")
+    x = d.clone().requires_grad_()
+    loss = ops.reward_weighted_gan_loss(x, rewards, weights, baseline=baseline, temperature=0.7)
+    loss.backward()
+    tolerance = 2e-5 if dtype == torch.float32 else 1e-2
+    assert abs(loss.item() - expected_loss.item()) <= tolerance * (1 + abs(expected_loss.item()))
+    rounding = torch.finfo(dtype).eps * float(expected_grad.norm())
+    assert float((x.grad.double().cpu() - expected_grad).norm()) <= tolerance * float(expected_grad.norm()) + rounding
+
+
+# --- gradient memory, errors on the device, registration -------------------------------------
+
+
+def test_cpu_gradient_memory_is_reused_only_when_nobody_holds_it():
+    """Large CPU gradients come from blocks the extension keeps (no page faults on every call), and a
+    gradient somebody still holds is never handed out again."""
+    extension.set_backend("fused")
+    logits, actions, advantages = policy_case(64, 32768, torch.float32, "cpu")  # an 8 MiB gradient
+
+    def gradient(x):
+        leaf = x.clone().requires_grad_()
+        ops.policy_gradient_loss(leaf, actions, advantages, entropy_coef=0.1).backward()
+        return leaf.grad
+
+    kept = gradient(logits)
+    kept_copy = kept.clone()
+    other = gradient(logits * 2)
+    assert other.data_ptr() != kept.data_ptr()
+    torch.testing.assert_close(kept, kept_copy, rtol=0, atol=0)  # not overwritten by the second call
+    address = other.data_ptr()
+    del other
+    again = gradient(logits * 3)
+    assert again.data_ptr() == address  # the released block was taken back
+    torch.testing.assert_close(kept, kept_copy, rtol=0, atol=0)
+
+
+def test_bad_actions_raise_and_never_index_out_of_bounds(device):
+    extension.set_backend("fused")
+    x = torch.randn(4, 5, device=device, requires_grad=True)
+    actions = torch.tensor([0, 5, 1, -3], device=device)
+    if device.type == "cpu":  # checked at once
+        with pytest.raises(ValueError, match=r"actions must lie in \[0, 5\).*got 5 at row 1"):
+            ops.policy_gradient_loss(x, actions, torch.ones(4, device=device))
+    else:  # checked once the device has computed the loss, without the host waiting for it
+        loss = ops.policy_gradient_loss(x, actions, torch.ones(4, device=device))
+        torch.cuda.synchronize()
+        with pytest.raises(ValueError, match=r"earlier call.*actions must lie in \[0, 5\).*got 5 at row 1"):
+            loss.backward()  # the backward pass finds it
+        ops.policy_gradient_loss(x.detach(), actions, torch.ones(4, device=device))
+        torch.cuda.synchronize()
+        with pytest.raises(ValueError, match="got 5 at row 1"):  # so does the next call
+            ops.policy_gradient_loss(x.detach(), torch.zeros_like(actions), torch.ones(4, device=device))
+        ops.policy_gradient_loss(x.detach(), actions, torch.ones(4, device=device))
+        with pytest.raises(ValueError, match="got 5 at row 1"):  # and check_pending_errors, which waits
+            ops.check_pending_errors()
+    # the raw op never reads out of bounds and never throws: the bad rows come out NaN
+    loss, grad = torch.ops.rlgan.policy_gradient_loss(x.detach(), actions, torch.ones(4, device=device), 0.0,
+                                                      -100, "sum", True)
+    assert torch.isnan(loss) and torch.isnan(grad[1]).all() and torch.isnan(grad[3]).all()
+    assert torch.isfinite(grad[0]).all() and torch.isfinite(grad[2]).all()
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_incoming_gradient_scales_and_a_second_backward_rescales(device, inplace):
+    extension.set_backend("fused")
+    logits, actions, advantages = policy_case(16, 300, torch.float32, device)
+    (_, grad_ref), _ = both_policy(logits, actions, advantages, entropy_coef=0.1)
+    leaf = logits.clone().requires_grad_()
+    loss = ops.policy_gradient_loss(leaf * 1, actions, advantages, entropy_coef=0.1, inplace=inplace)
+    (grad,) = torch.autograd.grad(loss * 3, leaf, retain_graph=True)
+    torch.testing.assert_close(grad, 3 * grad_ref)
+    (grad,) = torch.autograd.grad(loss * -0.5, leaf)
+    torch.testing.assert_close(grad, -0.5 * grad_ref)
+
+
+@pytest.mark.parametrize("first", ["ops", "extension"])
+def test_ops_are_registered_whichever_module_loads_first(first):
+    import subprocess
+    import sys
+
+    load = ("import rlgan_core.ops; from rlgan_core import extension; extension.status()" if first == "ops"
+            else "from rlgan_core import extension; extension.status()")
+    script = f"""{load}
+import torch
+x = torch.randn(6, 40, requires_grad=True)
+args = (torch.randint(0, 40, (6,)), torch.randn(6), 0.1, -100, "mean", True)
+torch.library.opcheck(torch.ops.rlgan.policy_gradient_loss.default, (x, *args))
+loss = torch.compile(lambda t: torch.ops.rlgan.policy_gradient_loss(t, *args)[0], fullgraph=True)(x)
+loss.backward()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_build_info_names_the_build():
+    info = extension.status().build
+    assert set(info) >= {"torch", "cpu", "openmp", "cuda"}
+    assert info["torch"] == ".".join(torch.__version__.split(".")[:2])
+    assert info["openmp"] == "yes"  # rows spread over cores: both builds pass -fopenmp

@@ -1,18 +1,25 @@
 // CUDA kernels of the rlgan:: losses.  The derivation and the numerics are in docs/kernels.md.
 //
 // reward_weighted_gan_loss: one block does the whole batch in one launch (N is a batch size).
-// policy_gradient_loss: one block per row.  Pass 1 reads the row with 16-byte loads and keeps
-// per-thread online statistics (max, sum of e = exp(x - max), sum of e (x - max)), merged across
-// the block; when the row fits, it is also kept in shared memory.  Pass 2 writes the gradient
-// from the cached row (or re-reads it, usually from L2), so memory sees one read of the logits
-// and one write of the gradient.
+// policy_gradient_loss: three launches and no host synchronisation: a one-block count of the
+// valid rows, the row kernel (one block per row), and a one-block sum of the row losses.  Rows
+// that fit are kept on chip between the statistics and the gradient (registers, then registers
+// plus shared memory); longer rows keep per-thread online statistics (max, sum of
+// e = exp(x - max), sum of e (x - max)), merged across the block, and are read again for the
+// gradient, mostly from L2.  An action outside [0, V) that is not ignore_index is never used as
+// an index: its row's loss and gradient become NaN (rlgan_core.ops then raises, see
+// docs/kernels.md).
+#include <cuda_pipeline.h>
+
 #include <ATen/ATen.h>
 #include <ATen/AccumulateType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <limits>
 #include <string>
 
@@ -188,11 +195,24 @@ __device__ __forceinline__ Pack<scalar_t, VEC> gradient_pack(const Pack<scalar_t
 }
 
 template <typename scalar_t, int VEC>
-__device__ __forceinline__ void zero_row(Pack<scalar_t, VEC>* out, int64_t packs) {
-  Pack<scalar_t, VEC> zero;
+__device__ __forceinline__ void fill_row(Pack<scalar_t, VEC>* out, int64_t packs, float value) {
+  Pack<scalar_t, VEC> filled;
 #pragma unroll
-  for (int j = 0; j < VEC; ++j) zero.v[j] = scalar_t(0);
-  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) out[i] = zero;
+  for (int j = 0; j < VEC; ++j) filled.v[j] = static_cast<scalar_t>(value);
+  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) out[i] = filled;
+}
+
+// Rows with nothing to compute: an ignored row (loss 0, gradient 0) or a row whose action lies
+// outside [0, V) (loss NaN, gradient NaN).  Returns true when the row was handled.
+template <typename scalar_t, typename acc_t, int VEC>
+__device__ __forceinline__ bool skip_row(int64_t action, int64_t ignore_index, int64_t v_size,
+                                         Pack<scalar_t, VEC>* out, int64_t packs, acc_t* row_loss) {
+  const bool ignored = action == ignore_index;
+  if (!ignored && action >= 0 && action < v_size) return false;
+  const float value = ignored ? 0.0f : __int_as_float(0x7fc00000);  // quiet NaN
+  if (out != nullptr) fill_row(out, packs, value);
+  if (threadIdx.x == 0) *row_loss = static_cast<acc_t>(value);
+  return true;
 }
 
 constexpr int UNROLL = 4;
@@ -212,11 +232,7 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
   const int64_t packs = v_size / VEC;
   const P* x = reinterpret_cast<const P*>(logits + row * v_size);
   P* out = grad == nullptr ? nullptr : reinterpret_cast<P*>(grad + row * v_size);
-  if (action == ignore_index) {
-    if (out != nullptr) zero_row(out, packs);
-    if (threadIdx.x == 0) row_loss[row] = 0;
-    return;
-  }
+  if (skip_row<scalar_t, acc_t, VEC>(action, ignore_index, v_size, out, packs, row_loss + row)) return;
 
   // Read x[action] before pass 2 can overwrite it (in place).
   const scalar_t x_action = threadIdx.x == 0 ? logits[row * v_size + action] : scalar_t(0);
@@ -282,25 +298,31 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
   for (; i < packs; i += stride) write(i, CACHE ? cache[i] : x[i]);
 }
 
-// Rows of up to 1024 x PPT packs (128 KiB) stay in registers between the two passes: the logits
-// are read once and the gradient written once, with no shared memory and no re-read.
+// Rows of up to blockDim x PPT packs (128 KiB at 1024 threads and PPT = 8) stay in registers
+// between the two passes; a row longer than that keeps its remaining packs in shared memory (`extra` per thread,
+// copied there asynchronously while the register part loads).  Either way the logits are read
+// once and the gradient written once.  Each thread only touches its own shared-memory packs, so
+// the cache needs no barrier of its own.
 template <typename scalar_t, typename acc_t, int VEC, int PPT>
 __global__ void __launch_bounds__(1024) policy_loss_resident_kernel(
     const scalar_t* __restrict__ logits, scalar_t* grad, const int64_t* __restrict__ actions,
     const acc_t* __restrict__ advantages, const int64_t* __restrict__ valid_rows, acc_t* __restrict__ row_loss,
     int64_t v_size, acc_t entropy_coef, int64_t ignore_index, bool mean) {
   using P = Pack<scalar_t, VEC>;
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  P* cache = reinterpret_cast<P*>(shared_bytes);
   __shared__ acc_t scratch[32];
   const int64_t row = blockIdx.x;
   const int64_t action = actions[row];
   const int64_t packs = v_size / VEC;
   const P* x = reinterpret_cast<const P*>(logits + row * v_size);
   P* out = grad == nullptr ? nullptr : reinterpret_cast<P*>(grad + row * v_size);
-  if (action == ignore_index) {
-    if (out != nullptr) zero_row(out, packs);
-    if (threadIdx.x == 0) row_loss[row] = 0;
-    return;
-  }
+  if (skip_row<scalar_t, acc_t, VEC>(action, ignore_index, v_size, out, packs, row_loss + row)) return;
+  const int64_t in_registers = static_cast<int64_t>(PPT) * blockDim.x;
+  // the shared-memory part first: its copies run while the register part loads
+  for (int64_t i = in_registers + threadIdx.x; i < packs; i += blockDim.x)
+    __pipeline_memcpy_async(cache + (i - in_registers), x + i, sizeof(P));
+  __pipeline_commit();
   const scalar_t x_action = threadIdx.x == 0 ? logits[row * v_size + action] : scalar_t(0);
   P p[PPT];
 #pragma unroll
@@ -310,23 +332,30 @@ __global__ void __launch_bounds__(1024) policy_loss_resident_kernel(
   }
   // The block's maximum first, so that every exponential is taken once, relative to it.
   acc_t m = -std::numeric_limits<acc_t>::infinity();
+  auto pack_max = [&](const P& q) {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) m = max(m, static_cast<acc_t>(q.v[j]));
+  };
 #pragma unroll
   for (int u = 0; u < PPT; ++u)
-    if (threadIdx.x + u * blockDim.x < packs)
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) m = max(m, static_cast<acc_t>(p[u].v[j]));
+    if (threadIdx.x + u * blockDim.x < packs) pack_max(p[u]);
+  __pipeline_wait_prior(0);
+  for (int64_t i = in_registers + threadIdx.x; i < packs; i += blockDim.x) pack_max(cache[i - in_registers]);
   m = block_reduce<acc_t, true>(m, scratch);
   acc_t s = 0, t = 0;
+  auto pack_sums = [&](const P& q) {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      const acc_t shifted = max(static_cast<acc_t>(q.v[j]) - m, lowest<acc_t>());
+      const acc_t e = fast_exp(shifted);
+      s += e;
+      t += e * shifted;
+    }
+  };
 #pragma unroll
   for (int u = 0; u < PPT; ++u)
-    if (threadIdx.x + u * blockDim.x < packs)
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) {
-        const acc_t shifted = max(static_cast<acc_t>(p[u].v[j]) - m, lowest<acc_t>());
-        const acc_t e = fast_exp(shifted);
-        s += e;
-        t += e * shifted;
-      }
+    if (threadIdx.x + u * blockDim.x < packs) pack_sums(p[u]);
+  for (int64_t i = in_registers + threadIdx.x; i < packs; i += blockDim.x) pack_sums(cache[i - in_registers]);
   s = block_reduce<acc_t, false>(s, scratch);
   t = block_reduce<acc_t, false>(t, scratch);
   const acc_t log_s = fast_log(s);
@@ -338,17 +367,41 @@ __global__ void __launch_bounds__(1024) policy_loss_resident_kernel(
   if (out == nullptr) return;
   const int64_t valid = *valid_rows;
   const acc_t scale = mean ? acc_t(1) / static_cast<acc_t>(valid > 0 ? valid : 1) : acc_t(1);
+  const acc_t a_term = scale * advantage, b_term = scale * entropy_coef;
 #pragma unroll
   for (int u = 0; u < PPT; ++u) {
     const int64_t i = threadIdx.x + u * static_cast<int64_t>(blockDim.x);
-    if (i < packs) out[i] = gradient_pack(p[u], i * VEC, action, m, log_s, entropy, scale * advantage,
-                                          scale * entropy_coef);
+    if (i < packs) out[i] = gradient_pack(p[u], i * VEC, action, m, log_s, entropy, a_term, b_term);
   }
+  for (int64_t i = in_registers + threadIdx.x; i < packs; i += blockDim.x)
+    out[i] = gradient_pack(cache[i - in_registers], i * VEC, action, m, log_s, entropy, a_term, b_term);
 }
 
-// Rows too long for registers but within this budget are kept in shared memory between the two
-// passes.  RLGAN_CUDA_ROW_CACHE_BYTES overrides it, and RLGAN_CUDA_REGISTER_ROWS=0 turns the
-// register-resident kernel off (both for measurements: benchmarks/row_cache_sweep.py).
+// The number of rows whose action is not ignore_index, on the device (no host synchronisation).
+__global__ void count_valid_kernel(const int64_t* __restrict__ actions, int64_t n, int64_t ignore_index,
+                                   int64_t* __restrict__ valid) {
+  __shared__ int64_t scratch[32];
+  int64_t count = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) count += actions[i] != ignore_index;
+  count = block_reduce<int64_t, false>(count, scratch);
+  if (threadIdx.x == 0) *valid = count;
+}
+
+// loss = sum of the row losses, divided by max(valid, 1) for "mean".  Summed in double, in a fixed
+// order (deterministic): rows of large logits have losses of 1e4 and more that mostly cancel.
+template <typename acc_t>
+__global__ void finish_loss_kernel(const acc_t* __restrict__ row_loss, int64_t n, const int64_t* __restrict__ valid,
+                                   bool mean, acc_t* __restrict__ loss) {
+  __shared__ double scratch[32];
+  double total = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) total += row_loss[i];
+  total = block_reduce<double, false>(total, scratch);
+  if (threadIdx.x == 0) *loss = static_cast<acc_t>(mean ? total / static_cast<double>(*valid > 0 ? *valid : 1) : total);
+}
+
+// Rows too long for registers and shared memory but within this budget are kept in shared memory
+// between the two passes.  RLGAN_CUDA_ROW_CACHE_BYTES overrides it, and RLGAN_CUDA_REGISTER_ROWS=0
+// turns the resident kernel off (both for measurements: benchmarks/row_cache_sweep.py).
 int64_t cache_budget_bytes() {
   static const int64_t budget = [] {
     const char* text = std::getenv("RLGAN_CUDA_ROW_CACHE_BYTES");
@@ -385,15 +438,24 @@ void launch_policy(const at::Tensor& logits, at::Tensor* grad, const at::Tensor&
         row_loss.mutable_data_ptr<acc_t>(), v_size, static_cast<acc_t>(entropy_coef), ignore_index, mean);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
-  if (VEC > 1 && packs <= 1024 * 8 && register_rows_enabled()) {  // the whole row fits in the block's registers
-    const int ppt = packs > 2048 ? 8 : packs > 512 ? 4 : packs > 128 ? 2 : 1;
-    const int resident_threads = std::max<int>(32, static_cast<int>((packs + ppt - 1) / ppt + 31) / 32 * 32);
-    switch (ppt) {
-      case 8: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 8>, 0, resident_threads);
-      case 4: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 4>, 0, resident_threads);
-      case 2: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 2>, 0, resident_threads);
-      default: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 1>, 0, resident_threads);
+  if (VEC > 1 && register_rows_enabled()) {
+    if (packs <= 1024 * 8) {  // the whole row fits in the block's registers
+      const int ppt = packs > 2048 ? 8 : packs > 512 ? 4 : packs > 128 ? 2 : 1;
+      const int resident_threads = std::max<int>(32, static_cast<int>((packs + ppt - 1) / ppt + 31) / 32 * 32);
+      switch (ppt) {
+        case 8: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 8>, 0, resident_threads);
+        case 4: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 4>, 0, resident_threads);
+        case 2: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 2>, 0, resident_threads);
+        default: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 1>, 0, resident_threads);
+      }
     }
+    // Registers for 4 packs per thread (8 would spill for bfloat16 once the shared-memory loops are
+    // in), shared memory for the rest, if the device allows it: on an H100 (227 KiB per block)
+    // rows of up to 298 KiB, such as bfloat16 V = 131072 or float32 V = 65536.
+    const int64_t extra_bytes = (packs - 1024 * 4) * static_cast<int64_t>(sizeof(Pack<scalar_t, VEC>));
+    const int64_t shared_limit = at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin;
+    if (extra_bytes + 1024 <= shared_limit)
+      return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 4>, static_cast<size_t>(extra_bytes), 1024);
   }
   if (cache)
     args(policy_loss_kernel<scalar_t, acc_t, VEC, true>, static_cast<size_t>(row_bytes), threads);
@@ -409,22 +471,65 @@ at::Tensor policy_loss_impl(const at::Tensor& logits, const at::Tensor& actions_
   const auto actions = actions_in.to(at::kLong).contiguous();
   const auto advantages = advantages_in.to(acc).contiguous();
   auto row_loss = at::empty({n}, logits.options().dtype(acc));
-  const auto valid = actions.ne(ignore_index).sum();
-  if (n == 0) return row_loss.sum();
+  auto loss = at::empty({}, logits.options().dtype(acc));
+  auto valid = at::empty({}, actions.options());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  count_valid_kernel<<<1, 1024, 0, stream>>>(actions.const_data_ptr<int64_t>(), n, ignore_index,
+                                              valid.mutable_data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "policy_loss_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     constexpr int VEC = 16 / sizeof(scalar_t);
     const bool aligned = v_size % VEC == 0 && reinterpret_cast<uintptr_t>(logits.const_data_ptr()) % 16 == 0 &&
                          (grad == nullptr || reinterpret_cast<uintptr_t>(grad->const_data_ptr()) % 16 == 0);
-    if (aligned)
+    if (n > 0 && aligned)
       launch_policy<scalar_t, acc_t, VEC>(logits, grad, actions, advantages, valid, row_loss, entropy_coef,
                                           ignore_index, mean);
-    else
+    else if (n > 0)
       launch_policy<scalar_t, acc_t, 1>(logits, grad, actions, advantages, valid, row_loss, entropy_coef,
                                         ignore_index, mean);
+    finish_loss_kernel<acc_t><<<1, 1024, 0, stream>>>(row_loss.const_data_ptr<acc_t>(), n,
+                                                       valid.const_data_ptr<int64_t>(), mean,
+                                                       loss.mutable_data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  auto loss = row_loss.sum();
-  return mean ? loss.div_(valid.clamp_min(1)) : loss;
+  return loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// scale_gradient_: grad *= scale / previous (previous = 1 when absent), skipped on the device when
+// the two are equal, so that the backward pass of a loss whose incoming gradient is 1 (the usual
+// case) costs one tiny launch and no host synchronisation.
+
+template <typename scalar_t, typename scale_t>
+__global__ void scale_gradient_kernel(scalar_t* __restrict__ grad, int64_t numel, const scale_t* __restrict__ scale,
+                                      const scale_t* __restrict__ previous) {
+  const scale_t wanted = *scale, applied = previous == nullptr ? scale_t(1) : *previous;
+  if (wanted == applied) return;
+  const scale_t factor = wanted / applied;  // applied = 0 cannot be undone: NaN, loudly
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < numel;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    grad[i] = static_cast<scalar_t>(static_cast<scale_t>(grad[i]) * factor);
+}
+
+void scale_gradient_cuda(at::Tensor& grad, const at::Tensor& scale, const std::optional<at::Tensor>& previous) {
+  TORCH_CHECK_VALUE(grad.is_contiguous() && scale.numel() == 1, "scale_gradient_: contiguous grad, one scale");
+  TORCH_CHECK_VALUE(!previous.has_value() || (previous->numel() == 1 && previous->scalar_type() == scale.scalar_type()),
+                    "scale_gradient_: previous must be a scalar of the scale's dtype");
+  const c10::cuda::CUDAGuard guard(grad.device());
+  const int64_t numel = grad.numel();
+  if (numel == 0) return;
+  const int blocks = static_cast<int>(std::min<int64_t>((numel + 255) / 256,
+                                                        at::cuda::getCurrentDeviceProperties()->multiProcessorCount * 8));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "scale_gradient_cuda", [&] {
+    using grad_t = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES(scale.scalar_type(), "scale_gradient_cuda_scale", [&] {
+      scale_gradient_kernel<grad_t, scalar_t><<<blocks, 256, 0, at::cuda::getCurrentCUDAStream()>>>(
+          grad.mutable_data_ptr<grad_t>(), numel, scale.const_data_ptr<scalar_t>(),
+          previous.has_value() ? previous->const_data_ptr<scalar_t>() : nullptr);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> policy_loss_cuda(const at::Tensor& logits_in, const at::Tensor& actions,
@@ -455,6 +560,7 @@ TORCH_LIBRARY_IMPL(rlgan, CUDA, m) {
   m.impl("reward_weighted_gan_loss", &gan_loss_cuda);
   m.impl("policy_gradient_loss", &policy_loss_cuda);
   m.impl("policy_gradient_loss_", &policy_loss_inplace_cuda);
+  m.impl("scale_gradient_", &scale_gradient_cuda);
 }
 
 }  // namespace rlgan

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU checks of the fused ops in one go, on a machine with CUDA, nvcc and PyTorch installed:
+# build the extension, run the op tests (CPU and CUDA), time the ops end to end against a copy of
+# the logits and Liger-Kernel, and profile the kernels.  Logs and JSON go to $1 (default:
+# benchmarks/results); the name of the GPU becomes part of the JSON's file name.
+#
+#     bash benchmarks/gpu_checks.sh [OUTPUT_DIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-benchmarks/results}
+mkdir -p "$out"
+gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[1].lower())")
+python3 -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | tail -3 > "$out/gpu_build.log"
+python3 -c "from rlgan_core import extension; print(extension.status())" | tee -a "$out/gpu_build.log"
+python3 -m pytest tests/test_ops.py -q -rf -p no:cacheprovider 2>&1 | tee "$out/gpu_test_ops.log" | grep -E "^FAILED|passed|failed"
+python3 -m pytest benchmarks/test_liger.py -q -p no:cacheprovider \
+    --benchmark-json="$out/gpu_${gpu}_liger.json" > "$out/gpu_bench.log" 2>&1
+tail -3 "$out/gpu_bench.log"
+python3 benchmarks/profile_policy_cuda.py > "$out/gpu_${gpu}_profile.txt" 2>&1
+python3 benchmarks/report.py "$out/gpu_${gpu}_liger.json"
+cat "$out/gpu_${gpu}_profile.txt"
