@@ -86,7 +86,8 @@ def policy_gradient_loss(
     rows with ``actions == ignore_index`` are skipped and ``M`` counts the valid rows ("sum" drops
     ``1/M``; an empty valid set gives 0).  With ``inplace=True`` and the fused kernel, the
     gradient is written over ``logits`` during the forward pass (halving peak memory): the logits'
-    values are lost, so only pass it when nothing else needs them.
+    values are lost, so only pass it when nothing else needs them (logits that are not contiguous
+    are left alone: their gradient goes to a new tensor).
 
     An action outside ``[0, V)`` that is not ``ignore_index`` raises ``ValueError``: at once on
     the CPU; on CUDA, where checking before the kernel would make the host wait for the device, at
@@ -111,6 +112,7 @@ def policy_gradient_loss(
     else:
         diagnose = lambda: _check_actions(actions, vocabulary, ignore_index, "an earlier call on the GPU: ")  # noqa: E731
     args = (actions, advantages, float(entropy_coef), int(ignore_index), reduction)
+    inplace = inplace and logits.is_contiguous()  # the gradient of other logits goes to a new tensor
     return _call_fused(torch.ops.rlgan.policy_gradient_loss.default, logits, args, diagnose, inplace=inplace)
 
 

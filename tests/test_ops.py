@@ -466,6 +466,19 @@ def test_incoming_gradient_scales_and_a_second_backward_rescales(device, inplace
     torch.testing.assert_close(grad, -0.5 * grad_ref)
 
 
+def test_inplace_on_logits_that_are_not_contiguous_leaves_them_alone(device):
+    extension.set_backend("fused")
+    logits, actions, advantages = policy_case(40, 9, torch.float32, device)
+    (_, grad_ref), _ = both_policy(logits, actions, advantages, entropy_coef=0.1)
+    leaf = logits.t().contiguous().requires_grad_()  # [V, N] storage; its transpose is [N, V], strided
+    strided = leaf.t() * 1
+    strided = strided.t().contiguous().t()
+    before = strided.detach().clone()
+    ops.policy_gradient_loss(strided, actions, advantages, entropy_coef=0.1, inplace=True).backward()
+    torch.testing.assert_close(leaf.grad.t(), grad_ref)
+    torch.testing.assert_close(strided.detach(), before)
+
+
 @pytest.mark.parametrize("first", ["ops", "extension"])
 def test_ops_are_registered_whichever_module_loads_first(first):
     import subprocess
