@@ -451,7 +451,7 @@ void launch_policy(const at::Tensor& logits, at::Tensor* grad, const at::Tensor&
     }
     // Registers for 4 packs per thread (8 would spill for bfloat16 once the shared-memory loops are
     // in), shared memory for the rest, if the device allows it: on an H100 (227 KiB per block)
-    // rows of up to 298 KiB, such as bfloat16 V = 131072 or float32 V = 65536.
+    // rows of up to about 290 KiB, such as bfloat16 V = 131072 or float32 V = 65536.
     const int64_t extra_bytes = (packs - 1024 * 4) * static_cast<int64_t>(sizeof(Pack<scalar_t, VEC>));
     const int64_t shared_limit = at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin;
     if (extra_bytes + 1024 <= shared_limit)
