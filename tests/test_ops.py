@@ -332,8 +332,9 @@ def reference_case(kind, n, v, dtype, device, seed):
     actions = torch.randint(0, v, (n,), generator=g)
     if kind == "large":  # logits x 1e4
         x = x * 1e4
-    elif kind == "minus_inf":  # a third of each row at -inf (never the whole row)
+    elif kind == "minus_inf":  # a third of each row at -inf, and a row that is -inf but for its action
         x[torch.rand(n, v, generator=g) < 1 / 3] = -math.inf
+        x[0] = -math.inf
         x[torch.arange(n), actions] = torch.randn(n, generator=g, dtype=torch.float64)
     elif kind == "ignored":  # every other row ignored, and those rows hold NaN, inf and -inf
         actions[::2] = -100
