@@ -59,6 +59,15 @@ TORCH_LIBRARY(rlgan, m) {
   m.def(
       "policy_gradient_loss_(Tensor(a!) logits, Tensor actions, Tensor advantages, float entropy_coef, "
       "int ignore_index, str reduction) -> Tensor");
+  // The same two kernels under names with no autograd formula: the Python wrappers' eager path
+  // calls these from its own autograd.Function (rlgan_core/ops.py), so that a call does not also
+  // pass through the Python layer of the formula registered for the ops above.
+  m.def(
+      "reward_weighted_gan_loss_eager(Tensor d_fake, Tensor rewards, Tensor reward_weights, str baseline, "
+      "float temperature, float eps, bool with_grad) -> (Tensor, Tensor)");
+  m.def(
+      "policy_gradient_loss_eager(Tensor logits, Tensor actions, Tensor advantages, float entropy_coef, "
+      "int ignore_index, str reduction, bool with_grad) -> (Tensor, Tensor)");
   // grad *= scale / previous on the device, skipped there when they are equal (CUDA only: the
   // backward pass of the fused losses uses it to avoid reading the incoming gradient on the host).
   m.def("scale_gradient_(Tensor(a!) grad, Tensor scale, Tensor? previous) -> ()");

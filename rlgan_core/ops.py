@@ -36,7 +36,7 @@ def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline="mean"
     fused = extension.use_fused(d_fake.device)
     if fused:
         args = (rewards, reward_weights, baseline, float(temperature), float(eps))
-        return _call_fused(torch.ops.rlgan.reward_weighted_gan_loss.default, d_fake, args)
+        return _call_fused("reward_weighted_gan_loss", d_fake, args)
     return reward_weighted_gan_loss_fallback(
         d_fake, rewards, reward_weights, baseline=baseline, temperature=temperature, eps=eps
     )
@@ -113,7 +113,7 @@ def policy_gradient_loss(
         diagnose = lambda: _check_actions(actions, vocabulary, ignore_index, "an earlier call on the GPU: ")  # noqa: E731
     args = (actions, advantages, float(entropy_coef), int(ignore_index), reduction)
     inplace = inplace and logits.is_contiguous()  # the gradient of other logits goes to a new tensor
-    return _call_fused(torch.ops.rlgan.policy_gradient_loss.default, logits, args, diagnose, inplace=inplace)
+    return _call_fused("policy_gradient_loss", logits, args, diagnose, inplace=inplace)
 
 
 def policy_gradient_loss_fallback(logits, actions, advantages, *, entropy_coef=0.0, ignore_index=-100, reduction="mean"):
@@ -165,27 +165,29 @@ def _check_actions(actions, vocabulary, ignore_index, where=""):
 # --- the fused ops' one eager path -----------------------------------------------------------
 
 
-def _call_fused(op, first, args, diagnose=None, inplace=False):
-    """Run a fused op ``op(first, *args, with_grad) -> (loss, gradient)``, differentiable in ``first``.
+def _call_fused(name, first, args, diagnose=None, inplace=False):
+    """Run the fused op ``torch.ops.rlgan.<name>(first, *args, with_grad) -> (loss, gradient)``,
+    differentiable in ``first``.
 
     Traced by ``torch.compile`` (or called directly as ``torch.ops.rlgan.*``), the op's own
     autograd formula and fake implementation (:func:`register_fused_ops`) apply.  In eager mode
-    :class:`_FusedLoss` runs it: a smaller per-call cost, the ``inplace`` variant, and a backward
-    pass that never waits for the device.  ``diagnose`` explains a NaN loss by raising the error
-    behind it (if any); on CUDA it runs once the loss has been computed (see
-    :func:`check_pending_errors`).
+    :class:`_FusedLoss` runs the same kernel through the op's ``*_eager`` twin, which has no
+    formula of its own: a smaller per-call cost, the ``inplace`` variant, and a backward pass that
+    never waits for the device.  ``diagnose`` explains a NaN loss by raising the error behind it
+    (if any); on CUDA it runs once the device has computed the loss (:func:`check_pending_errors`).
     """
     if torch.compiler.is_compiling():
-        loss, _ = op(first, *args, first.requires_grad)
+        loss, _ = getattr(torch.ops.rlgan, name).default(first, *args, first.requires_grad)
         return loss
-    if first.is_cuda:
-        check_pending_errors(wait=False)
+    eager = getattr(torch.ops.rlgan, name + "_eager").default
     if first.requires_grad and torch.is_grad_enabled():
-        loss = _FusedLoss.apply(op, inplace, first, *args)
+        loss = _FusedLoss.apply(eager, inplace, first, *args)
     else:
-        loss, _ = op(first, *args, False)
-    if diagnose is not None:
-        _watch(loss, diagnose)
+        loss, _ = eager(first, *args, False)
+    if first.is_cuda:  # earlier calls' losses, looked at once this call's kernels are queued
+        check_pending_errors(wait=False)
+        if diagnose is not None:
+            _watch(loss, diagnose)
     return loss
 
 
@@ -284,15 +286,17 @@ def register_fused_ops():
     """Give the extension's ops their fake implementations and autograd formulas (called once, by
     :func:`rlgan_core.extension.status`, as soon as the ops exist)."""
 
-    @torch.library.register_fake("rlgan::reward_weighted_gan_loss")
-    def _(d_fake, rewards, reward_weights, baseline, temperature, eps, with_grad):
+    def gan_loss_fake(d_fake, rewards, reward_weights, baseline, temperature, eps, with_grad):
         loss = d_fake.new_empty((), dtype=_accumulation_dtype(d_fake.dtype))
         return loss, torch.empty_like(d_fake) if with_grad else d_fake.new_empty(0)
 
-    @torch.library.register_fake("rlgan::policy_gradient_loss")
-    def _(logits, actions, advantages, entropy_coef, ignore_index, reduction, with_grad):
+    def policy_loss_fake(logits, actions, advantages, entropy_coef, ignore_index, reduction, with_grad):
         loss = logits.new_empty((), dtype=_accumulation_dtype(logits.dtype))
         return loss, torch.empty_like(logits) if with_grad else logits.new_empty(0)
+
+    for name, fake in (("reward_weighted_gan_loss", gan_loss_fake), ("policy_gradient_loss", policy_loss_fake)):
+        for variant in (name, f"{name}_eager"):
+            torch.library.register_fake(f"rlgan::{variant}", fake)
 
     @torch.library.register_fake("rlgan::policy_gradient_loss_")
     def _(logits, actions, advantages, entropy_coef, ignore_index, reduction):

@@ -191,6 +191,20 @@ def test_gradcheck_float64(device):
         )
 
 
+@pytest.mark.parametrize("scale", [1.0, -2.5])
+def test_eager_path_equals_the_registered_formula(device, scale):
+    """The wrappers' eager autograd.Function and the op's own register_autograd formula."""
+    extension.set_backend("fused")
+    logits, actions, advantages = policy_case(12, 77, torch.float32, device, ignore_every=4)
+    x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    eager = ops.policy_gradient_loss(x, actions, advantages, entropy_coef=0.2)
+    registered, _ = torch.ops.rlgan.policy_gradient_loss(y, actions, advantages, 0.2, -100, "mean", True)
+    (eager * scale).backward()
+    (registered * scale).backward()
+    torch.testing.assert_close(eager, registered, rtol=0, atol=0)
+    torch.testing.assert_close(x.grad, y.grad, rtol=0, atol=0)
+
+
 def test_opcheck(device):
     logits, actions, advantages = policy_case(7, 64, torch.float32, device, ignore_every=3)
     torch.library.opcheck(

@@ -511,6 +511,8 @@ at::Tensor policy_loss_inplace_cpu(at::Tensor& logits, const at::Tensor& actions
 TORCH_LIBRARY_IMPL(rlgan, CPU, m) {
   m.impl("reward_weighted_gan_loss", &gan_loss_cpu);
   m.impl("policy_gradient_loss", &policy_loss_cpu);
+  m.impl("reward_weighted_gan_loss_eager", &gan_loss_cpu);
+  m.impl("policy_gradient_loss_eager", &policy_loss_cpu);
   m.impl("policy_gradient_loss_", &policy_loss_inplace_cpu);
 }
 

@@ -559,6 +559,8 @@ at::Tensor policy_loss_inplace_cuda(at::Tensor& logits, const at::Tensor& action
 TORCH_LIBRARY_IMPL(rlgan, CUDA, m) {
   m.impl("reward_weighted_gan_loss", &gan_loss_cuda);
   m.impl("policy_gradient_loss", &policy_loss_cuda);
+  m.impl("reward_weighted_gan_loss_eager", &gan_loss_cuda);
+  m.impl("policy_gradient_loss_eager", &policy_loss_cuda);
   m.impl("policy_gradient_loss_", &policy_loss_inplace_cuda);
   m.impl("scale_gradient_", &scale_gradient_cuda);
 }
