@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of the fused ops in one go, on a machine with CUDA, nvcc and PyTorch installed:
 # build the extension, run the op tests (CPU and CUDA), time the ops end to end against a copy of
-# the logits and Liger-Kernel, and profile the kernels.  Logs and JSON go to $1 (default:
+# the logits and Liger-Kernel, profile the kernels, and split the host's share of a call.  Logs and JSON go to $1 (default:
 # benchmarks/results); the name of the GPU becomes part of the JSON's file name.
 #
 #     bash benchmarks/gpu_checks.sh [OUTPUT_DIR]
@@ -17,5 +17,6 @@ python3 -m pytest benchmarks/test_liger.py -q -p no:cacheprovider \
     --benchmark-json="$out/gpu_${gpu}_liger.json" > "$out/gpu_bench.log" 2>&1
 tail -3 "$out/gpu_bench.log"
 python3 benchmarks/profile_policy_cuda.py > "$out/gpu_${gpu}_profile.txt" 2>&1
+python3 benchmarks/host_overhead_cuda.py > "$out/gpu_${gpu}_host_overhead.txt" 2>&1
 python3 benchmarks/report.py "$out/gpu_${gpu}_liger.json"
-cat "$out/gpu_${gpu}_profile.txt"
+cat "$out/gpu_${gpu}_profile.txt" "$out/gpu_${gpu}_host_overhead.txt"
