@@ -45,6 +45,15 @@ def local_part(tensor: torch.Tensor) -> torch.Tensor:
     return tensor[rank() * size : (rank() + 1) * size]
 
 
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's part of a global batch, concatenated in rank order (the inverse of ``local_part``)."""
+    if world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """Whether ``flag`` holds on any rank (so that all ranks take the same branch)."""
     if world_size() == 1:
@@ -63,6 +72,26 @@ def broadcast_object(value):
     return box[0]
 
 
+def advantages(scores: torch.Tensor, baseline: str, eps: float) -> torch.Tensor:
+    """``scores`` ``[N]`` (this rank's part) less a baseline taken over the global batch, in float64.
+
+    ``baseline``: "none" (the scores), "mean" (less the mean), "whiten" (less the mean, over the
+    population standard deviation plus ``eps``); mean and deviation are those of every rank's
+    scores together, so N processes compute what one process with the whole batch would.
+    """
+    r = scores.detach().double()
+    if baseline == "none":
+        return r
+    stats = torch.stack([r.sum(), r.square().sum(), torch.tensor(float(len(r)), dtype=torch.float64, device=r.device)])
+    if world_size() > 1:
+        dist.all_reduce(stats)
+    mean = stats[0] / stats[2]
+    r = r - mean
+    if baseline == "whiten":
+        r = r / ((stats[1] / stats[2] - mean.square()).clamp(min=0).sqrt() + eps)
+    return r
+
+
 def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline, temperature, eps):
     """:func:`rlgan_core.ops.reward_weighted_gan_loss` over the global batch, from this rank's part.
 
@@ -75,14 +104,7 @@ def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline, tempe
         return ops.reward_weighted_gan_loss(
             d_fake, rewards, reward_weights, baseline=baseline, temperature=temperature, eps=eps
         )
-    r = rewards.detach().double() @ reward_weights.double()
-    stats = torch.stack([r.sum(), r.square().sum(), torch.tensor(float(len(r)), dtype=torch.float64, device=r.device)])
-    dist.all_reduce(stats)
-    mean = stats[0] / stats[2]
-    if baseline != "none":
-        r = r - mean
-    if baseline == "whiten":
-        r = r / ((stats[1] / stats[2] - mean.square()).clamp(min=0).sqrt() + eps)
+    r = advantages(rewards.detach().double() @ reward_weights.double(), baseline, eps)
     scores = temperature * r
     top = scores.max().clone()
     dist.all_reduce(top, op=dist.ReduceOp.MAX)

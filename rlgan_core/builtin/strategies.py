@@ -1,9 +1,16 @@
-"""The ``gan`` strategy: the engine's default step for continuous generators.
+"""The built-in strategies for continuous generators.
 
-One step is ``optimizer.discriminator_steps`` discriminator updates on real and generated
-batches, then one generator update in which the configured rewards become advantages that weight
-the non-saturating generator loss (``rlgan_core.ops.reward_weighted_gan_loss``); rewards with
-``pathwise = true`` also pass their gradient to the generator directly.
+``gan`` (the default): ``optimizer.discriminator_steps`` discriminator updates on real and
+generated batches, then one generator update in which the configured rewards become advantages
+that weight the non-saturating generator loss (``rlgan_core.ops.reward_weighted_gan_loss``);
+rewards with ``pathwise = true`` also pass their gradient to the generator directly.
+
+``reinforce``: the generator as a policy (its ``distribution(outputs)``, see docs/plugins.md).
+Each step samples from the policy, scores the samples with the configured rewards (any function of
+the samples: they carry no gradient), and takes a score-function gradient step on
+``-(A * log pi(x)).mean() - entropy_coef * H``, with the advantages ``A`` the weighted rewards less
+the ``[loss] baseline`` over the global batch.  The discriminator, when a reward needs it (the
+``realism`` reward), is trained as in ``gan``; ``discriminator_steps = 0`` skips that.
 """
 
 import time
@@ -12,25 +19,33 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed
+from ..errors import ConfigError
 from ..hookspecs import hookimpl
 from ..reward import RewardContext
 from ..strategy import Strategy
+
+
+def discriminator_updates(engine, steps):
+    """``steps`` updates of the discriminator on real and generated batches; the last batch and loss."""
+    batch, discriminator_loss = engine.next_batch(), torch.zeros((), device=engine.device)
+    for index in range(steps):
+        batch = batch if index == 0 else engine.next_batch()
+        real = batch["x"]
+        with torch.no_grad():
+            fake = engine.generator(engine.sample_latents())
+        logits = engine.trained_discriminator(torch.cat([real, fake]))
+        discriminator_loss = F.softplus(-logits[: len(real)]).mean() + F.softplus(logits[len(real) :]).mean()
+        engine.discriminator_optimizer.zero_grad(set_to_none=True)
+        discriminator_loss.backward()
+        engine.discriminator_optimizer.step()
+    return batch, discriminator_loss.detach()
 
 
 class GAN(Strategy):
     def step(self):
         engine = self.engine
         started = time.perf_counter()
-        for _ in range(engine.config.optimizer.discriminator_steps):
-            batch = engine.next_batch()
-            real = batch["x"]
-            with torch.no_grad():
-                fake = engine.generator(engine.sample_latents())
-            logits = engine.trained_discriminator(torch.cat([real, fake]))
-            discriminator_loss = F.softplus(-logits[: len(real)]).mean() + F.softplus(logits[len(real) :]).mean()
-            engine.discriminator_optimizer.zero_grad(set_to_none=True)
-            discriminator_loss.backward()
-            engine.discriminator_optimizer.step()
+        batch, discriminator_loss = discriminator_updates(engine, engine.config.optimizer.discriminator_steps)
 
         latents = engine.sample_latents()
         fake = engine.trained_generator(latents)
@@ -40,7 +55,7 @@ class GAN(Strategy):
             engine.state.step, engine.generator, engine.discriminator, logits, latents, batch, engine.data, engine.device
         )
         rewards = engine.compute_rewards(fake, context)
-        losses = {"discriminator": discriminator_loss.detach()}
+        losses = {"discriminator": discriminator_loss}
         if rewards is not None:
             loss_config = engine.config.loss
             loss = distributed.reward_weighted_gan_loss(
@@ -61,6 +76,76 @@ class GAN(Strategy):
         return engine.step_output(losses, rewards, started, len(latents))
 
 
+def reinforce_loss(distribution, samples, advantages, entropy_coef=0.0):
+    """The score-function surrogate ``-(A * log pi(x)).mean() - entropy_coef * H.mean()``: its
+    gradient is the REINFORCE estimate of the gradient of the expected advantage, plus the entropy
+    bonus.  ``samples`` carry no gradient; ``advantages`` are constants."""
+    loss = -(advantages.detach() * distribution.log_prob(samples.detach())).mean()
+    if entropy_coef:
+        loss = loss - entropy_coef * distribution.entropy().mean()
+    return loss
+
+
+class Reinforce(Strategy):
+    def __init__(self, engine, discriminator_steps: int = 1):
+        super().__init__(engine)
+        if discriminator_steps < 0:
+            raise ValueError(f"discriminator_steps must be >= 0, got {discriminator_steps}")
+        generator = engine.generator
+        needs = f"[strategy] reinforce needs a generator that is a policy (docs/plugins.md); [generator] {engine.config.generator.name!r}"
+        if not callable(getattr(generator, "distribution", None)):
+            raise ConfigError(f"{needs} has no distribution(outputs) method")
+        try:  # a model may be a policy only with some options (mlp_generator: noise > 0)
+            with torch.no_grad():
+                generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=engine.device)))
+        except TypeError as error:
+            raise ConfigError(f"{needs}: {error}") from None
+        for bound in engine.rewards:
+            if bound.pathwise:
+                raise ConfigError(f"[rewards.{bound.name}] pathwise = true: reinforce uses rewards as black boxes")
+        self.discriminator_steps = discriminator_steps
+
+    def step(self):
+        engine = self.engine
+        started = time.perf_counter()
+        batch, discriminator_loss = discriminator_updates(engine, self.discriminator_steps)
+        latents = engine.sample_latents()
+        outputs = engine.trained_generator(latents)  # through the DDP wrapper: gradients are averaged
+        policy = engine.generator.distribution(outputs)
+        with torch.no_grad():
+            # drawn for the global batch on every rank, each keeping its rows: N processes draw
+            # what one process would
+            everyone = engine.generator.distribution(distributed.gather_rows(outputs.detach()))
+            samples = distributed.local_part(self._sample(everyone))
+            logits = engine.discriminator(samples)
+        context = RewardContext(
+            engine.state.step, engine.generator, engine.discriminator, logits, latents, batch, engine.data, engine.device
+        )
+        rewards = engine.compute_rewards(samples, context)
+        losses = {"discriminator": discriminator_loss} if self.discriminator_steps else {}
+        if rewards is not None:
+            config = engine.config.loss
+            advantages = distributed.advantages(rewards @ engine.reward_weights, config.baseline, config.eps)
+            loss = reinforce_loss(policy, samples, advantages.to(outputs.dtype), config.entropy_coef)
+            engine.generator_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            engine.generator_optimizer.step()
+            losses["generator"] = loss.detach()
+        return engine.step_output(losses, rewards, started, len(latents))
+
+
+    def _sample(self, distribution):
+        """Draw from ``distribution`` under a seed taken from the engine's latent generator: every
+        rank draws the same, and a resumed run draws what the uninterrupted one did (the default
+        generator is not shared by the ranks, and rank 0's plugins may use it)."""
+        engine = self.engine
+        seed = int(torch.randint(2**62, (1,), generator=engine.latent_rng, device=engine.device))
+        with torch.random.fork_rng(devices=[engine.device] if engine.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return distribution.sample()
+
+
 @hookimpl
 def rlgan_register_strategies(register):
     register("gan", GAN)
+    register("reinforce", Reinforce)
