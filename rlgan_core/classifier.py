@@ -51,7 +51,10 @@ def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
 @cache
 def load_classifier() -> DigitsClassifier:
     """The shipped classifier, in eval mode, on the CPU, with frozen weights."""
-    model = DigitsClassifier()
+    # built without drawing from the global generator: the first build happens mid-run (the first
+    # reward call), and a resumed run must draw exactly what an uninterrupted one does
+    with torch.random.fork_rng(devices=[]):
+        model = DigitsClassifier()
     model.load_state_dict(load_file(WEIGHTS))
     model.requires_grad_(False)
     return model.eval()

@@ -51,9 +51,22 @@ def every_checkpoint_loads(run_dir):
         checkpoint.load(saved)  # raises on anything unreadable
 
 
-def test_sigkill_loop_resumes_bitwise(tmp_path):
+# ppo: the generator as a policy, several updates per batch, rewards as black boxes
+PPO = CONFIG.replace('hidden = [32]\n[discriminator]', 'hidden = [32]\nnoise = 0.1\n[discriminator]') + """
+[strategy]
+name = "ppo"
+epochs = 2
+[rewards.realism]
+weight = 1.0
+[rewards.digit_class]
+target = 3
+"""
+
+
+@pytest.mark.parametrize("config_text", [CONFIG, PPO], ids=["gan", "ppo"])
+def test_sigkill_loop_resumes_bitwise(tmp_path, config_text):
     config = tmp_path / "kill.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     reference = tmp_path / "reference"
     subprocess.run(command(config, reference, False), check=True, capture_output=True, timeout=300)
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlgan_core import Reward, hookimpl
-from rlgan_core.builtin.strategies import reinforce_loss
+from rlgan_core import Reward, checkpoint, hookimpl
+from rlgan_core.builtin.strategies import ppo_loss, reinforce_loss
 from rlgan_core.checkpoint import list_checkpoints
 from rlgan_core.distributed import advantages
 from rlgan_core.engine import Engine
@@ -36,6 +36,20 @@ def test_score_function_gradient_of_a_1d_gaussian(entropy_coef):
     sigma = 0.5
     assert grad_mu.item() == pytest.approx(2 * (0.3 - c), rel=0.03)
     assert grad_log_sigma.item() == pytest.approx(2 * sigma**2 - entropy_coef, rel=0.05)
+
+
+def test_ppo_surrogate_is_the_policy_gradient_at_ratio_one_and_clips():
+    mu = torch.tensor([0.2, -0.4], requires_grad=True)
+    policy = torch.distributions.Normal(mu, torch.ones(2))
+    samples, advantages = torch.tensor([1.0, 0.5]), torch.tensor([1.5, -0.7])
+    old = policy.log_prob(samples).detach()
+    (ppo_grad,) = torch.autograd.grad(ppo_loss(policy, samples, old, advantages, clip=0.2), mu)
+    (reinforce_grad,) = torch.autograd.grad(reinforce_loss(policy, samples, advantages), mu)
+    torch.testing.assert_close(ppo_grad, reinforce_grad)
+    # a ratio beyond 1 + clip with a positive advantage (and below 1 - clip with a negative one) stops
+    # pulling: no gradient
+    (clipped,) = torch.autograd.grad(ppo_loss(policy, samples, old - torch.tensor([0.5, -0.5]), advantages, 0.2), mu)
+    assert torch.equal(clipped, torch.zeros(2))
 
 
 class Brightness(Reward):
@@ -70,8 +84,10 @@ def reinforce_config(**sections):
     return tiny_config(**{**defaults, **sections})
 
 
-def test_reinforce_raises_a_numpy_reward(tmp_path, brightness):
-    engine = Engine(reinforce_config(run={"steps": 150, "batch_size": 64}), tmp_path)
+@pytest.mark.parametrize("strategy", [{"name": "reinforce"}, {"name": "ppo", "epochs": 3}], ids=["reinforce", "ppo"])
+def test_policy_strategies_raise_a_numpy_reward(tmp_path, brightness, strategy):
+    config = reinforce_config(run={"steps": 150, "batch_size": 64}, strategy={**strategy, "discriminator_steps": 0})
+    engine = Engine(config, tmp_path)
     before = engine.generate(500).flatten(1).mean().item()
     engine.run()
     after = engine.generate(500).flatten(1).mean().item()
@@ -130,10 +146,11 @@ tensorboard = false
 """
 
 
-def test_reinforce_two_processes_equal_one_with_the_doubled_batch(tmp_path):
+@pytest.mark.parametrize("strategy", ["reinforce", "ppo"])
+def test_policy_strategies_two_processes_equal_one_with_the_doubled_batch(tmp_path, strategy):
     def train(name, batch, *extra):
         config = tmp_path / f"{name}.toml"
-        config.write_text(DDP_CONFIG.format(batch=batch))
+        config.write_text(DDP_CONFIG.format(batch=batch).replace('name = "reinforce"', f'name = "{strategy}"'))
         run_dir = tmp_path / name
         subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(config), "--run-dir", str(run_dir), *extra],
                        check=True, capture_output=True, text=True, timeout=300)
@@ -144,3 +161,24 @@ def test_reinforce_two_processes_equal_one_with_the_doubled_batch(tmp_path):
     assert "generator.log_std" in names
     for name in names:
         torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6)
+
+
+def test_init_from_a_trained_run_and_the_kl_penalty(tmp_path, brightness):
+    Engine(tiny_config(run={"steps": 10}), tmp_path / "pretrained").run()
+    saved, _ = checkpoint.load(list_checkpoints(tmp_path / "pretrained" / "checkpoints")[-1])
+
+    def moved(kl_coef):
+        config = reinforce_config(run={"steps": 40, "batch_size": 64},
+                                  strategy={"name": "ppo", "discriminator_steps": 0, "epochs": 2,
+                                            "init_from": str(tmp_path / "pretrained"), "kl_coef": kl_coef})
+        engine = Engine(config, tmp_path / f"kl{kl_coef}")
+        start = {k: v.clone() for k, v in engine.generator.state_dict().items()}
+        for name, value in start.items():  # the policy starts as the trained generator (and its own std)
+            if name != "log_std":
+                assert torch.equal(value, saved[f"generator.{name}"]), name
+        engine.run()
+        return sum(float((v - start[k]).norm()) for k, v in engine.generator.state_dict().items() if k != "log_std")
+
+    assert moved(10.0) < 0.5 * moved(0.0)  # the KL penalty keeps the policy near where it started
+    with pytest.raises(ConfigError, match="no checkpoint there"):
+        Engine(reinforce_config(strategy={"name": "ppo", "init_from": str(tmp_path / "nothing")}), tmp_path / "x")

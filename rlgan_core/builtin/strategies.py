@@ -11,14 +11,22 @@ the samples: they carry no gradient), and takes a score-function gradient step o
 ``-(A * log pi(x)).mean() - entropy_coef * H``, with the advantages ``A`` the weighted rewards less
 the ``[loss] baseline`` over the global batch.  The discriminator, when a reward needs it (the
 ``realism`` reward), is trained as in ``gan``; ``discriminator_steps = 0`` skips that.
+
+``ppo``: ``reinforce`` with ``epochs`` updates per sampled batch on PPO's clipped surrogate (the
+importance ratio against the policy that drew the batch, clipped to ``1 ± clip``).
+
+Both can start from a trained run (``init_from``) and add ``kl_coef * KL(pi || pi_ref)``, the
+divergence from the frozen policy they started as, to keep close to it while chasing a reward.
 """
 
+import copy
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .. import distributed
+from .. import checkpoint, distributed
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
 from ..reward import RewardContext
@@ -86,11 +94,32 @@ def reinforce_loss(distribution, samples, advantages, entropy_coef=0.0):
     return loss
 
 
+def load_pretrained(engine, run_dir: str) -> None:
+    """Start the generator (and the discriminator, if the run has one of the same shape) from the
+    newest checkpoint of ``run_dir`` (a run folder or a checkpoint folder).  Parameters the
+    checkpoint lacks, such as a policy's standard deviation, keep their initial values."""
+    path = Path(run_dir)
+    found = checkpoint.list_checkpoints(path / "checkpoints") if (path / "checkpoints").is_dir() else [path]
+    if not found or not (found[-1] / checkpoint.TENSORS).exists():
+        raise ConfigError(f"[strategy] init_from = {run_dir!r}: no checkpoint there")
+    tensors, _ = checkpoint.load(found[-1])
+    for role, module in (("generator", engine.generator), ("discriminator", engine.discriminator)):
+        saved = {k[len(role) + 1:]: v for k, v in tensors.items() if k.startswith(role + ".")}
+        try:
+            unexpected = module.load_state_dict(saved, strict=False).unexpected_keys
+        except RuntimeError as error:  # shapes that differ
+            raise ConfigError(f"[strategy] init_from = {run_dir!r}: its {role} does not fit this one ({error})") from None
+        if unexpected:
+            raise ConfigError(f"[strategy] init_from = {run_dir!r}: its {role} has parameters this one lacks: {unexpected}")
+
+
 class Reinforce(Strategy):
-    def __init__(self, engine, discriminator_steps: int = 1):
+    def __init__(self, engine, discriminator_steps: int = 1, init_from: str = "", kl_coef: float = 0.0):
         super().__init__(engine)
         if discriminator_steps < 0:
             raise ValueError(f"discriminator_steps must be >= 0, got {discriminator_steps}")
+        if kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
         generator = engine.generator
         needs = f"[strategy] reinforce needs a generator that is a policy (docs/plugins.md); [generator] {engine.config.generator.name!r}"
         if not callable(getattr(generator, "distribution", None)):
@@ -104,6 +133,20 @@ class Reinforce(Strategy):
             if bound.pathwise:
                 raise ConfigError(f"[rewards.{bound.name}] pathwise = true: reinforce uses rewards as black boxes")
         self.discriminator_steps = discriminator_steps
+        if init_from:
+            load_pretrained(engine, init_from)
+        # the frozen reference of the KL penalty: the policy as training starts (a resumed run
+        # rebuilds it the same way, before its checkpoint is loaded)
+        self.kl_coef = kl_coef
+        self.reference = copy.deepcopy(engine.generator).requires_grad_(False) if kl_coef else None
+
+    def kl_penalty(self, policy, latents):
+        """kl_coef * KL(policy || reference policy), averaged over the batch (0 without a reference)."""
+        if self.reference is None:
+            return 0.0
+        with torch.no_grad():
+            reference = self.reference.distribution(self.reference(latents))
+        return self.kl_coef * torch.distributions.kl_divergence(policy, reference).mean()
 
     def step(self):
         engine = self.engine
@@ -127,6 +170,7 @@ class Reinforce(Strategy):
             config = engine.config.loss
             advantages = distributed.advantages(rewards @ engine.reward_weights, config.baseline, config.eps)
             loss = reinforce_loss(policy, samples, advantages.to(outputs.dtype), config.entropy_coef)
+            loss = loss + self.kl_penalty(policy, latents)
             engine.generator_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             engine.generator_optimizer.step()
@@ -145,7 +189,64 @@ class Reinforce(Strategy):
             return distribution.sample()
 
 
+def ppo_loss(distribution, samples, old_log_prob, advantages, clip, entropy_coef=0.0):
+    """PPO's clipped surrogate ``-min(rho A, clip(rho, 1 - clip, 1 + clip) A).mean() - entropy_coef * H``,
+    with ``rho = pi(x) / pi_old(x)`` the importance ratio of the samples under the policy being
+    trained against the one that drew them."""
+    ratio = torch.exp(distribution.log_prob(samples.detach()) - old_log_prob.detach())
+    advantages = advantages.detach()
+    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages)
+    loss = -surrogate.mean()
+    if entropy_coef:
+        loss = loss - entropy_coef * distribution.entropy().mean()
+    return loss
+
+
+class PPO(Reinforce):
+    """``reinforce`` with several updates per sampled batch: ``epochs`` passes of PPO's clipped
+    surrogate over the batch, the importance ratio taken against the policy that drew it."""
+
+    def __init__(self, engine, discriminator_steps: int = 1, init_from: str = "", kl_coef: float = 0.0,
+                 epochs: int = 4, clip: float = 0.2):
+        super().__init__(engine, discriminator_steps, init_from, kl_coef)
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if not clip > 0:
+            raise ValueError(f"clip must be > 0, got {clip}")
+        self.epochs, self.clip = epochs, clip
+
+    def step(self):
+        engine = self.engine
+        started = time.perf_counter()
+        batch, discriminator_loss = discriminator_updates(engine, self.discriminator_steps)
+        latents = engine.sample_latents()
+        with torch.no_grad():
+            outputs = engine.generator(latents)
+            everyone = engine.generator.distribution(distributed.gather_rows(outputs))
+            samples = distributed.local_part(self._sample(everyone))
+            old_log_prob = engine.generator.distribution(outputs).log_prob(samples)
+            logits = engine.discriminator(samples)
+        context = RewardContext(
+            engine.state.step, engine.generator, engine.discriminator, logits, latents, batch, engine.data, engine.device
+        )
+        rewards = engine.compute_rewards(samples, context)
+        losses = {"discriminator": discriminator_loss} if self.discriminator_steps else {}
+        if rewards is not None:
+            config = engine.config.loss
+            advantages = distributed.advantages(rewards @ engine.reward_weights, config.baseline, config.eps)
+            for _ in range(self.epochs):
+                policy = engine.generator.distribution(engine.trained_generator(latents))
+                loss = ppo_loss(policy, samples, old_log_prob, advantages.to(samples.dtype), self.clip,
+                                config.entropy_coef) + self.kl_penalty(policy, latents)
+                engine.generator_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                engine.generator_optimizer.step()
+            losses["generator"] = loss.detach()
+        return engine.step_output(losses, rewards, started, len(latents))
+
+
 @hookimpl
 def rlgan_register_strategies(register):
     register("gan", GAN)
     register("reinforce", Reinforce)
+    register("ppo", PPO)
