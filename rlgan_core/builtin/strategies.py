@@ -149,16 +149,27 @@ class Reinforce(Strategy):
         return self.kl_coef * torch.distributions.kl_divergence(policy, reference).mean()
 
     def step(self):
-        engine = self.engine
         started = time.perf_counter()
+        latents, _, samples, rewards, losses = self.rollout()
+        if rewards is not None:
+            policy = self.engine.generator.distribution(self.engine.trained_generator(latents))
+            advantages = self.advantages(rewards).to(samples.dtype)
+            loss = reinforce_loss(policy, samples, advantages, self.engine.config.loss.entropy_coef)
+            losses["generator"] = self.update(loss + self.kl_penalty(policy, latents))
+        return self.engine.step_output(losses, rewards, started, len(latents))
+
+    def rollout(self):
+        """The discriminator's updates, then a batch drawn from the policy and scored: the latents,
+        the policy's outputs for them and its samples (no gradient), the rewards (``None`` for a
+        skipped batch) and the losses so far."""
+        engine = self.engine
         batch, discriminator_loss = discriminator_updates(engine, self.discriminator_steps)
         latents = engine.sample_latents()
-        outputs = engine.trained_generator(latents)  # through the DDP wrapper: gradients are averaged
-        policy = engine.generator.distribution(outputs)
         with torch.no_grad():
+            outputs = engine.generator(latents)
             # drawn for the global batch on every rank, each keeping its rows: N processes draw
             # what one process would
-            everyone = engine.generator.distribution(distributed.gather_rows(outputs.detach()))
+            everyone = engine.generator.distribution(distributed.gather_rows(outputs))
             samples = distributed.local_part(self._sample(everyone))
             logits = engine.discriminator(samples)
         context = RewardContext(
@@ -166,17 +177,20 @@ class Reinforce(Strategy):
         )
         rewards = engine.compute_rewards(samples, context)
         losses = {"discriminator": discriminator_loss} if self.discriminator_steps else {}
-        if rewards is not None:
-            config = engine.config.loss
-            advantages = distributed.advantages(rewards @ engine.reward_weights, config.baseline, config.eps)
-            loss = reinforce_loss(policy, samples, advantages.to(outputs.dtype), config.entropy_coef)
-            loss = loss + self.kl_penalty(policy, latents)
-            engine.generator_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            engine.generator_optimizer.step()
-            losses["generator"] = loss.detach()
-        return engine.step_output(losses, rewards, started, len(latents))
+        return latents, outputs, samples, rewards, losses
 
+    def advantages(self, rewards):
+        """The weighted rewards less ``[loss] baseline``, over the global batch."""
+        config = self.engine.config.loss
+        return distributed.advantages(rewards @ self.engine.reward_weights, config.baseline, config.eps)
+
+    def update(self, loss):
+        """One optimiser step of the generator on ``loss``; returns it, detached."""
+        optimizer = self.engine.generator_optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
 
     def _sample(self, distribution):
         """Draw from ``distribution`` under a seed taken from the engine's latent generator: every
@@ -218,30 +232,15 @@ class PPO(Reinforce):
     def step(self):
         engine = self.engine
         started = time.perf_counter()
-        batch, discriminator_loss = discriminator_updates(engine, self.discriminator_steps)
-        latents = engine.sample_latents()
-        with torch.no_grad():
-            outputs = engine.generator(latents)
-            everyone = engine.generator.distribution(distributed.gather_rows(outputs))
-            samples = distributed.local_part(self._sample(everyone))
-            old_log_prob = engine.generator.distribution(outputs).log_prob(samples)
-            logits = engine.discriminator(samples)
-        context = RewardContext(
-            engine.state.step, engine.generator, engine.discriminator, logits, latents, batch, engine.data, engine.device
-        )
-        rewards = engine.compute_rewards(samples, context)
-        losses = {"discriminator": discriminator_loss} if self.discriminator_steps else {}
+        latents, outputs, samples, rewards, losses = self.rollout()
         if rewards is not None:
-            config = engine.config.loss
-            advantages = distributed.advantages(rewards @ engine.reward_weights, config.baseline, config.eps)
+            advantages = self.advantages(rewards).to(samples.dtype)
+            with torch.no_grad():
+                old_log_prob = engine.generator.distribution(outputs).log_prob(samples)
             for _ in range(self.epochs):
                 policy = engine.generator.distribution(engine.trained_generator(latents))
-                loss = ppo_loss(policy, samples, old_log_prob, advantages.to(samples.dtype), self.clip,
-                                config.entropy_coef) + self.kl_penalty(policy, latents)
-                engine.generator_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                engine.generator_optimizer.step()
-            losses["generator"] = loss.detach()
+                loss = ppo_loss(policy, samples, old_log_prob, advantages, self.clip, engine.config.loss.entropy_coef)
+                losses["generator"] = self.update(loss + self.kl_penalty(policy, latents))
         return engine.step_output(losses, rewards, started, len(latents))
 
 
