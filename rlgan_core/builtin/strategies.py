@@ -95,9 +95,9 @@ def reinforce_loss(distribution, samples, advantages, entropy_coef=0.0):
 
 
 def load_pretrained(engine, run_dir: str) -> None:
-    """Start the generator (and the discriminator, if the run has one of the same shape) from the
-    newest checkpoint of ``run_dir`` (a run folder or a checkpoint folder).  Parameters the
-    checkpoint lacks, such as a policy's standard deviation, keep their initial values."""
+    """Start the generator and the discriminator from the newest checkpoint of ``run_dir`` (a run
+    folder or a checkpoint folder); both must have this run's shapes.  Parameters the checkpoint
+    lacks, such as a policy's standard deviation, keep their initial values."""
     path = Path(run_dir)
     found = checkpoint.list_checkpoints(path / "checkpoints") if (path / "checkpoints").is_dir() else [path]
     if not found or not (found[-1] / checkpoint.TENSORS).exists():
@@ -121,7 +121,8 @@ class Reinforce(Strategy):
         if kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
         generator = engine.generator
-        needs = f"[strategy] reinforce needs a generator that is a policy (docs/plugins.md); [generator] {engine.config.generator.name!r}"
+        needs = (f"[strategy] {engine.config.strategy.name} needs a generator that is a policy (docs/plugins.md); "
+                 f"[generator] {engine.config.generator.name!r}")
         if not callable(getattr(generator, "distribution", None)):
             raise ConfigError(f"{needs} has no distribution(outputs) method")
         try:  # a model may be a policy only with some options (mlp_generator: noise > 0)
@@ -131,7 +132,9 @@ class Reinforce(Strategy):
             raise ConfigError(f"{needs}: {error}") from None
         for bound in engine.rewards:
             if bound.pathwise:
-                raise ConfigError(f"[rewards.{bound.name}] pathwise = true: reinforce uses rewards as black boxes")
+                raise ConfigError(
+                    f"[rewards.{bound.name}] pathwise = true: {engine.config.strategy.name} uses rewards as black boxes"
+                )
         self.discriminator_steps = discriminator_steps
         if init_from:
             load_pretrained(engine, init_from)
