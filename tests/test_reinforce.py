@@ -182,3 +182,13 @@ def test_init_from_a_trained_run_and_the_kl_penalty(tmp_path, brightness):
     assert moved(10.0) < 0.5 * moved(0.0)  # the KL penalty keeps the policy near where it started
     with pytest.raises(ConfigError, match="no checkpoint there"):
         Engine(reinforce_config(strategy={"name": "ppo", "init_from": str(tmp_path / "nothing")}), tmp_path / "x")
+
+
+def test_mirror_symmetry_is_a_numpy_black_box():
+    from rlgan_core.builtin.rewards import MirrorSymmetry
+
+    symmetric = torch.tensor([[1.0, -1.0, -1.0, 1.0], [0.5, 0.0, 0.0, 0.5]]).unsqueeze(0)  # [1, 2, 4]
+    lopsided = torch.tensor([[1.0, 0.0, 0.0, -1.0], [1.0, 1.0, -1.0, -1.0]]).unsqueeze(0)
+    values = MirrorSymmetry(width=4)(torch.cat([symmetric, lopsided]).requires_grad_(), None)
+    assert values.dtype == torch.float32 and not values.requires_grad
+    assert values[0].item() == 0 and values[1].item() == pytest.approx(-(2 + 2 + 2 + 2 + 2 + 2) / 8)

@@ -1,5 +1,7 @@
-"""Built-in rewards: the discriminator's judgement, and a digit class chosen by the user."""
+"""Built-in rewards: the discriminator's judgement, a digit class chosen by the user, and a black box
+(mirror symmetry, computed in NumPy)."""
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +39,22 @@ class DigitClass(Reward):
         return torch.log_softmax(classifier(samples.flatten(1).float()), dim=1)[:, self.target]
 
 
+class MirrorSymmetry(Reward):
+    """Minus the mean absolute difference between an image and its left-right mirror image, in
+    NumPy: a reward with no gradient, for the policy strategies (``reinforce``, ``ppo``).  Samples
+    are ``[N, H, W]`` (or ``[N, H * W]`` with ``width``)."""
+
+    def __init__(self, width: int = 8):
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.width = width
+
+    def __call__(self, samples, context):
+        images = samples.detach().cpu().numpy().reshape(len(samples), -1, self.width)
+        values = -np.abs(images - images[:, :, ::-1]).mean(axis=(1, 2))
+        return torch.from_numpy(values.astype(np.float32)).to(samples.device)
+
+
 def _copy_to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     import copy
 
@@ -47,3 +65,4 @@ def _copy_to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def rlgan_register_rewards(register):
     register("realism", Realism)
     register("digit_class", DigitClass)
+    register("mirror_symmetry", MirrorSymmetry)
