@@ -113,7 +113,7 @@ def _build_on_first_use():
 
     if not (build.SOURCE_DIR / "ops.cpp").exists():
         raise RuntimeError(f"the C++ sources are not in {build.SOURCE_DIR} (install rlgan from a source checkout)")
-    cuda = torch.cuda.is_available() and build.with_cuda()
+    cuda = torch.cuda.is_available() and build.with_cuda()  # never forced: it serves this process only
     print(f"rlgan: building the fused kernels ({'CPU and CUDA' if cuda else 'CPU'}), first use only...",
           file=sys.stderr, flush=True)  # stderr: stdout may be a command's data (plugins --json)
     cpp_extension.load(

@@ -96,21 +96,21 @@ def policy_gradient_loss(
     """
     _check_policy_inputs(logits, actions, advantages, reduction)
     vocabulary = logits.shape[1]
-    if not extension.use_fused(logits.device):
+    fused = extension.use_fused(logits.device)
+    # Bad input must raise here, never inside a kernel: an exception thrown by the extension's C++
+    # crashes some PyTorch builds (2.11) instead of reaching Python.  The actions are checked now,
+    # except for the fused CUDA kernels: there the check would make the host wait for the device,
+    # so rows with a bad action come out NaN and a NaN loss is explained by checking the actions
+    # once the device has computed it.
+    diagnose = None
+    if fused and logits.device.type != "cpu":
+        diagnose = lambda: _check_actions(actions, vocabulary, ignore_index, "an earlier call on the GPU: ")  # noqa: E731
+    else:
         _check_actions(actions, vocabulary, ignore_index)
+    if not fused:
         return policy_gradient_loss_fallback(
             logits, actions, advantages, entropy_coef=entropy_coef, ignore_index=ignore_index, reduction=reduction
         )
-    # Bad input must raise here, never inside a kernel: an exception thrown by the extension's C++
-    # crashes some PyTorch builds (2.11) instead of reaching Python.  On the CPU the actions are
-    # checked now (a few microseconds); on CUDA that check would make the host wait for the
-    # device, so rows with a bad action come out NaN and a NaN loss is explained by checking the
-    # actions once the device has computed it.
-    if logits.device.type == "cpu":
-        _check_actions(actions, vocabulary, ignore_index)
-        diagnose = None
-    else:
-        diagnose = lambda: _check_actions(actions, vocabulary, ignore_index, "an earlier call on the GPU: ")  # noqa: E731
     args = (actions, advantages, float(entropy_coef), int(ignore_index), reduction)
     inplace = inplace and logits.is_contiguous()  # the gradient of other logits goes to a new tensor
     return _call_fused("policy_gradient_loss", logits, args, diagnose, inplace=inplace)

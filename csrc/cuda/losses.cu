@@ -299,8 +299,8 @@ __global__ void __launch_bounds__(1024) policy_loss_kernel(
 }
 
 // Rows of up to blockDim x PPT packs (128 KiB at 1024 threads and PPT = 8) stay in registers
-// between the two passes; a row longer than that keeps its remaining packs in shared memory (`extra` per thread,
-// copied there asynchronously while the register part loads).  Either way the logits are read
+// between the two passes; a row longer than that keeps its remaining packs in shared memory
+// (copied there asynchronously while the register part loads).  Either way the logits are read
 // once and the gradient written once.  Each thread only touches its own shared-memory packs, so
 // the cache needs no barrier of its own.
 template <typename scalar_t, typename acc_t, int VEC, int PPT>
@@ -396,7 +396,8 @@ __global__ void finish_loss_kernel(const acc_t* __restrict__ row_loss, int64_t n
   double total = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) total += row_loss[i];
   total = block_reduce<double, false>(total, scratch);
-  if (threadIdx.x == 0) *loss = static_cast<acc_t>(mean ? total / static_cast<double>(*valid > 0 ? *valid : 1) : total);
+  if (threadIdx.x == 0)
+    *loss = static_cast<acc_t>(mean ? total / static_cast<double>(*valid > 0 ? *valid : 1) : total);
 }
 
 // Rows too long for registers and shared memory but within this budget are kept in shared memory

@@ -153,26 +153,28 @@ class Reinforce(Strategy):
 
     def step(self):
         started = time.perf_counter()
-        latents, _, samples, rewards, losses = self.rollout()
+        latents, outputs, samples, rewards, losses = self.rollout(differentiable=True)
         if rewards is not None:
-            policy = self.engine.generator.distribution(self.engine.trained_generator(latents))
+            policy = self.engine.generator.distribution(outputs)
             advantages = self.advantages(rewards).to(samples.dtype)
             loss = reinforce_loss(policy, samples, advantages, self.engine.config.loss.entropy_coef)
             losses["generator"] = self.update(loss + self.kl_penalty(policy, latents))
         return self.engine.step_output(losses, rewards, started, len(latents))
 
-    def rollout(self):
+    def rollout(self, differentiable=False):
         """The discriminator's updates, then a batch drawn from the policy and scored: the latents,
-        the policy's outputs for them and its samples (no gradient), the rewards (``None`` for a
-        skipped batch) and the losses so far."""
+        the policy's outputs for them (``differentiable``: through the trained, data-parallel
+        model, ready for a loss; else without gradient), its samples (no gradient), the rewards
+        (``None`` for a skipped batch) and the losses so far."""
         engine = self.engine
         batch, discriminator_loss = discriminator_updates(engine, self.discriminator_steps)
         latents = engine.sample_latents()
+        with torch.set_grad_enabled(differentiable):
+            outputs = (engine.trained_generator if differentiable else engine.generator)(latents)
         with torch.no_grad():
-            outputs = engine.generator(latents)
             # drawn for the global batch on every rank, each keeping its rows: N processes draw
             # what one process would
-            everyone = engine.generator.distribution(distributed.gather_rows(outputs))
+            everyone = engine.generator.distribution(distributed.gather_rows(outputs.detach()))
             samples = distributed.local_part(self._sample(everyone))
             logits = engine.discriminator(samples)
         context = RewardContext(
