@@ -1,9 +1,13 @@
 """rlgan: train generative models with reinforcement-learning signals, composed from plugins."""
 
+from .builtin.logs import read_metrics
+from .context import StepOutput, TrainingContext
 from .datasource import DataSource
+from .errors import ConfigError, RewardError
 from .hookspecs import hookimpl
 from .reward import Reward, RewardContext
 from .strategy import Strategy
 
-__all__ = ["DataSource", "Reward", "RewardContext", "Strategy", "hookimpl"]
+__all__ = ["ConfigError", "DataSource", "Reward", "RewardContext", "RewardError", "StepOutput", "Strategy",
+           "TrainingContext", "hookimpl", "read_metrics"]
 __version__ = "0.1.0"

@@ -2,7 +2,9 @@
 
 Tables with a fixed schema are dataclasses below.  The ``[data]``, ``[generator]``,
 ``[discriminator]`` and ``[rewards.NAME]`` tables also carry the options of the plugin they
-name; those are checked against the plugin factory's signature when the run is built.
+name; those are checked against the plugin factory's signature when the run is built.  The model
+tables are optional: the engine builds the model roles the strategy (and the rewards) need, from
+their table or, for a required role without one, from ``DEFAULT_MODELS``.
 """
 
 import dataclasses
@@ -36,10 +38,18 @@ class ComponentConfig:
 
 @dataclass
 class OptimizerConfig:
+    """Adam for each trained model role: ``ROLE_lr`` and the shared ``betas``."""
+
     generator_lr: float = 2e-4
     discriminator_lr: float = 2e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     discriminator_steps: int = 1
+
+    def lr(self, role: str) -> float:
+        try:
+            return getattr(self, f"{role}_lr")
+        except AttributeError:
+            raise ConfigError(f"[optimizer]: no learning rate for the model role {role!r}") from None
 
 
 @dataclass
@@ -88,12 +98,8 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     strategy: ComponentConfig = field(default_factory=lambda: ComponentConfig("gan"))
     data: ComponentConfig = field(default_factory=lambda: ComponentConfig("digits", {"split": "train"}))
-    generator: ComponentConfig = field(
-        default_factory=lambda: ComponentConfig("mlp_generator", {"latent_dim": 100, "hidden": [256, 512]})
-    )
-    discriminator: ComponentConfig = field(
-        default_factory=lambda: ComponentConfig("mlp_discriminator", {"hidden": [512, 256]})
-    )
+    generator: ComponentConfig | None = None  # None: not in the config (see DEFAULT_MODELS)
+    discriminator: ComponentConfig | None = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     rewards: dict[str, RewardConfig] = field(default_factory=lambda: {"realism": RewardConfig()})
@@ -101,6 +107,15 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
+
+
+MODEL_ROLES = ("generator", "discriminator")  # the roles a config may give a table
+
+# The model of a role a strategy requires when the config has no table for it.
+DEFAULT_MODELS = {
+    "generator": lambda: ComponentConfig("mlp_generator", {"latent_dim": 100, "hidden": [256, 512]}),
+    "discriminator": lambda: ComponentConfig("mlp_discriminator", {"hidden": [512, 256]}),
+}
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -133,7 +148,8 @@ def to_dict(config: Config) -> dict:
         if isinstance(value, RewardConfig):
             return {"weight": value.weight, "pathwise": value.pathwise, **value.options}
         if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            fields = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+            return {name: plain(item) for name, item in fields if item is not None}
         if isinstance(value, dict):
             return {key: plain(item) for key, item in value.items()}
         return value
@@ -187,7 +203,10 @@ def _check(hint, value, where: str):
             raise ConfigError(f"{where}: expected an array, got {type(value).__name__}")
         return [_check(item_hint, item, f"{where}[{i}]") for i, item in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported config type {hint}")
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        if len(options) != 1:
+            raise TypeError(f"unsupported config type {hint}")
+        return None if value is None else _check(options[0], value, where)
     if hint is Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

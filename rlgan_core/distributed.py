@@ -72,26 +72,6 @@ def broadcast_object(value):
     return box[0]
 
 
-def advantages(scores: torch.Tensor, baseline: str, eps: float) -> torch.Tensor:
-    """``scores`` ``[N]`` (this rank's part) less a baseline taken over the global batch, in float64.
-
-    ``baseline``: "none" (the scores), "mean" (less the mean), "whiten" (less the mean, over the
-    population standard deviation plus ``eps``); mean and deviation are those of every rank's
-    scores together, so N processes compute what one process with the whole batch would.
-    """
-    r = scores.detach().double()
-    if baseline == "none":
-        return r
-    stats = torch.stack([r.sum(), r.square().sum(), torch.tensor(float(len(r)), dtype=torch.float64, device=r.device)])
-    if world_size() > 1:
-        dist.all_reduce(stats)
-    mean = stats[0] / stats[2]
-    r = r - mean
-    if baseline == "whiten":
-        r = r / ((stats[1] / stats[2] - mean.square()).clamp(min=0).sqrt() + eps)
-    return r
-
-
 def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline, temperature, eps):
     """:func:`rlgan_core.ops.reward_weighted_gan_loss` over the global batch, from this rank's part.
 
@@ -104,7 +84,7 @@ def reward_weighted_gan_loss(d_fake, rewards, reward_weights, *, baseline, tempe
         return ops.reward_weighted_gan_loss(
             d_fake, rewards, reward_weights, baseline=baseline, temperature=temperature, eps=eps
         )
-    r = advantages(rewards.detach().double() @ reward_weights.double(), baseline, eps)
+    r = ops.advantages(rewards.detach().double() @ reward_weights.double(), baseline, eps, global_batch=True)
     scores = temperature * r
     top = scores.max().clone()
     dist.all_reduce(top, op=dist.ReduceOp.MAX)

@@ -1,59 +1,29 @@
-"""The training engine: a loop of strategy steps whose generator losses take in rewards from plugins.
+"""The training engine: a loop of strategy steps whose losses take in rewards from plugins.
 
 The loop (``Engine.run``) reads top to bottom: a step of the configured strategy (by default
 ``gan``: a discriminator update, then a generator update in which the configured rewards become
 advantages that weight the generator loss), evaluation at set steps and at the end of each of
-the strategy's phases, then the plugin hooks.  Logging, checkpoints, evaluation, progress and
-pictures are plugins (``rlgan_core.builtin``).
+the strategy's phases, then the plugin hooks.  What a strategy trains with (models, optimizers,
+data, random number generators, rewards) lives in its :class:`rlgan_core.TrainingContext`;
+logging, checkpoints, evaluation, progress and pictures are plugins (``rlgan_core.builtin``).
 """
 
 import inspect
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import checkpoint, distributed, extension
-from .config import Config, ComponentConfig, to_dict
-from .errors import CheckpointError, ConfigError, RewardError
+from .config import DEFAULT_MODELS, MODEL_ROLES, ComponentConfig, Config, to_dict
+from .context import BoundReward, State, StepOutput, TrainingContext
+from .errors import CheckpointError, ConfigError
 from .plugins import describe_plugins, get_plugin_manager, registries
 from .registry import Entry
-from .reward import RewardContext
+from .strategy import Strategy
 
-
-@dataclass
-class State:
-    """What a checkpoint must restore besides weights and random number generators."""
-
-    step: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
-    initial_metrics: dict[str, float] = field(default_factory=dict)
-    skipped_batches: int = 0
-    phase_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # metrics at the end of each phase
-
-
-@dataclass
-class StepOutput:
-    """One step's results, as detached tensors (call ``float()`` only when you need a number)."""
-
-    step: int
-    losses: dict[str, torch.Tensor]
-    rewards: dict[str, torch.Tensor]
-    seconds: float = 0.0  # wall time of the step on this rank
-    samples: int = 0  # samples this rank generated for the generator update
-
-
-@dataclass
-class BoundReward:
-    """A configured reward: the callable, its weight, whether its gradient is used, its origin."""
-
-    name: str
-    plugin: str
-    reward: object
-    weight: float
-    pathwise: bool
+__all__ = ["Engine", "State", "StepOutput", "BoundReward"]
 
 
 class Engine:
@@ -71,29 +41,33 @@ class Engine:
         self.hook = self.pm.hook if self.rank == 0 else _SilentHooks()
         torch.manual_seed(config.run.seed)
         found = registries(self.pm)
-        self.data = build(found.data.get(config.data.name), config.data, "data")
-        self.generator = build(found.models.get(config.generator.name), config.generator, "generator", self.data)
-        self.discriminator = build(
-            found.models.get(config.discriminator.name), config.discriminator, "discriminator", self.data
-        )
-        self.generator.to(self.device)
-        self.discriminator.to(self.device)
-        self.trained_generator = distributed.wrap(self.generator)
-        self.trained_discriminator = distributed.wrap(self.discriminator)
-        self.rewards = [bind_reward(found.rewards.get(name), name, rc) for name, rc in config.rewards.items()]
-        self.reward_weights = torch.tensor([r.weight for r in self.rewards] or [0.0], device=self.device)
-        opt = config.optimizer
-        self.generator_optimizer = torch.optim.Adam(
-            self.generator.parameters(), lr=opt.generator_lr, betas=tuple(opt.betas)
-        )
-        self.discriminator_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=opt.discriminator_lr, betas=tuple(opt.betas)
-        )
-        self.dataset = {key: value.to(self.device) for key, value in self.data.tensors().items()}
-        self.data_rng = torch.Generator().manual_seed(config.run.seed + 1)
-        self.latent_rng = torch.Generator(self.device).manual_seed(config.run.seed + 2)
-        self._order = torch.empty(0, dtype=torch.long)
-        self.strategy = build(found.strategies.get(config.strategy.name), config.strategy, "strategy", self)
+        data = build(found.data.get(config.data.name), config.data, "data")
+        strategy = found.strategies.get(config.strategy.name)
+        reward_entries = {name: found.rewards.get(name) for name in config.rewards}
+        models = {}
+        for role in model_roles(config, strategy, reward_entries):
+            component = getattr(config, role) or DEFAULT_MODELS[role]()
+            setattr(config, role, component)  # the run's config.json names every model it built
+            models[role] = build(found.models.get(component.name), component, role, data)
+        rewards = [bind_reward(reward_entries[name], name, rc, models) for name, rc in config.rewards.items()]
+        self.context = TrainingContext(config, self.device, data, models, rewards, self.state)
+        self.strategy = build(strategy, config.strategy, "strategy", self.context)
+
+    @property
+    def data(self):
+        return self.context.data
+
+    @property
+    def models(self) -> dict[str, torch.nn.Module]:
+        return self.context.models
+
+    @property
+    def generator(self):
+        return self.context.generator
+
+    @property
+    def discriminator(self):
+        return self.context.discriminator
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -128,80 +102,18 @@ class Engine:
 
     # --- the parts the loop uses --------------------------------------------------------------
 
-    def compute_rewards(self, samples: torch.Tensor, context: RewardContext, per_token: bool = False) -> torch.Tensor | None:
-        """Each configured reward on ``samples``, checked, as columns of an [N, K] tensor.
-
-        With ``per_token`` (sequences ``[N, T]``), a reward may also return ``[N, T]``; the
-        result is then ``[N, T, K]``, a per-sample reward repeated for each token.
-        A reward that raises or returns a bad value stops the run with an error naming it, its
-        plugin and the step; with ``run.on_bad_reward = "skip"`` the generator update of this
-        batch is skipped instead (``None``), and counted.  All ranks decide together.
-        """
-        n = len(samples)
-        shapes = [(n,), tuple(samples.shape[:2])] if per_token else [(n,)]
-        columns, problem = [], None
-        for bound in self.rewards:
-            where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
-            try:
-                value = bound.reward(samples, context)
-            except Exception as error:
-                problem = f"{where} raised {type(error).__name__}: {error}"
-                break
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                expected = " or ".join(map(str, shapes))
-                problem = f"{where} returned {shape}; expected a tensor of shape {expected}"
-            elif value.device != samples.device:
-                problem = f"{where} returned a tensor on {value.device}; expected {samples.device}"
-            elif not torch.isfinite(value).all():
-                problem = f"{where} returned NaN or infinite values"
-            if problem:
-                break
-            if per_token and value.dim() == 1:
-                value = value.unsqueeze(1).expand(shapes[1])
-            columns.append(value if bound.pathwise else value.detach())
-        if distributed.any_rank(problem is not None, self.device):
-            if self.config.run.on_bad_reward == "skip":
-                self.state.skipped_batches += 1
-                return None
-            raise RewardError(problem or f"a reward failed on another rank at step {context.step}")
-        if not columns:
-            return torch.zeros(shapes[-1] + (1,), device=samples.device)
-        return torch.stack(columns, dim=-1).float()
-
-    def step_output(self, losses: dict, rewards: torch.Tensor | None, started: float, samples: int) -> StepOutput:
-        """A strategy's ``StepOutput``: its losses, the mean of each reward, its wall time."""
-        means = {}
-        if rewards is not None:
-            means = {r.name: rewards[..., i].detach().mean() for i, r in enumerate(self.rewards)}
-        return StepOutput(self.state.step, losses, means, time.perf_counter() - started, samples)
-
-    def next_batch(self) -> dict[str, torch.Tensor]:
-        """This rank's part of the next global batch of real data, reshuffled every epoch."""
-        size = self.config.run.batch_size * self.world_size
-        while len(self._order) < size:
-            fresh = torch.randperm(len(self.dataset["x"]), generator=self.data_rng)
-            self._order = torch.cat([self._order, fresh])
-        indices, self._order = self._order[:size], self._order[size:]
-        indices = distributed.local_part(indices).to(self.device)
-        return {key: value[indices] for key, value in self.dataset.items()}
-
-    def sample_latents(self, size: int | None = None) -> torch.Tensor:
-        """This rank's part of the next global batch of latents (of ``size``, by default the batch size)."""
-        size = size or self.config.run.batch_size * self.world_size
-        latents = torch.randn(size, self.generator.latent_dim, generator=self.latent_rng, device=self.device)
-        return distributed.local_part(latents)
-
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``n`` samples from a fixed seed (not the training RNG), on the CPU."""
-        rng = torch.Generator(self.device).manual_seed(seed)
-        latents = torch.randn(n, self.generator.latent_dim, generator=rng, device=self.device)
-        was_training = self.generator.training
-        self.generator.eval()
-        samples = self.generator(latents).cpu()
-        self.generator.train(was_training)
-        return samples
+        """``n`` samples from a fixed seed (not the training RNGs), through the strategy's
+        ``sample``, with every model in eval mode; on the CPU."""
+        modes = {role: module.training for role, module in self.models.items()}
+        for module in self.models.values():
+            module.eval()
+        try:
+            return self.strategy.sample(n, seed).cpu()
+        finally:
+            for role, module in self.models.items():
+                module.train(modes[role])
 
     def evaluate(self) -> dict[str, float]:
         """Ask the plugins for metrics of a fixed-seed sample batch; tell them the merged result."""
@@ -236,16 +148,18 @@ class Engine:
     # --- checkpoints --------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
+        """Every model role, optimizer, random number generator and stateful plugin, and the run's
+        progress, as a checkpoint of this step (``rlgan_core.checkpoint``)."""
+        context = self.context
         tensors = {}
-        for prefix, module in (("generator", self.generator), ("discriminator", self.discriminator)):
-            tensors.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+        for role, module in context.models.items():
+            tensors.update({f"{role}.{k}": v for k, v in module.state_dict().items()})
         optimizers = {}
-        for prefix, optimizer in (("generator_optimizer", self.generator_optimizer),
-                                  ("discriminator_optimizer", self.discriminator_optimizer)):
-            optimizers[prefix] = _split_optimizer_state(optimizer.state_dict(), prefix, tensors)
-        for name, rng_state in self._rng_states().items():
+        for role, optimizer in context.optimizers.items():
+            optimizers[f"{role}_optimizer"] = _split_optimizer_state(optimizer.state_dict(), f"{role}_optimizer", tensors)
+        for name, rng_state in context.rng_states().items():
             tensors[f"rng.{name}"] = rng_state
-        tensors["data.order"] = self._order
+        tensors["data.order"] = context.data_order
         for prefix, holder in self._stateful_parts():
             tensors.update({f"{prefix}.{k}": v for k, v in holder.state_dict().items()})
         state = {
@@ -253,6 +167,7 @@ class Engine:
             "initial_metrics": self.state.initial_metrics,
             "skipped_batches": self.state.skipped_batches,
             "phase_metrics": self.state.phase_metrics,
+            "roles": list(context.models),
             "optimizers": optimizers,
             "config": to_dict(self.config),
             "plugins": self.plugin_versions(),
@@ -260,24 +175,21 @@ class Engine:
         return checkpoint.save(self.run_dir / "checkpoints", self.state.step, tensors, state, self.config.checkpoint.keep)
 
     def load_checkpoint(self, path: Path) -> None:
+        context = self.context
         tensors, state = checkpoint.load(path)
         try:
-            for prefix, module in (("generator", self.generator), ("discriminator", self.discriminator)):
-                module.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-            for prefix, optimizer in (("generator_optimizer", self.generator_optimizer),
-                                      ("discriminator_optimizer", self.discriminator_optimizer)):
+            for role, module in context.models.items():
+                module.load_state_dict(_part(tensors, role))
+            for role, optimizer in context.optimizers.items():
+                prefix = f"{role}_optimizer"
                 optimizer.load_state_dict(_join_optimizer_state(state["optimizers"][prefix], prefix, tensors))
-            torch.set_rng_state(tensors["rng.torch"])
-            self.data_rng.set_state(tensors["rng.data"])
-            self.latent_rng.set_state(tensors["rng.latent"])
-            if self.device.type == "cuda":
-                torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-            self._order = tensors["data.order"]
+            context.set_rng_states({name[len("rng."):]: v for name, v in tensors.items() if name.startswith("rng.")})
+            context.data_order = tensors["data.order"]
             for prefix, holder in self._stateful_parts():
-                holder.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-            self.state = State(
-                state["step"], state["metrics"], state["initial_metrics"], state["skipped_batches"], state["phase_metrics"]
-            )
+                holder.load_state_dict(_part(tensors, prefix))
+            self.state.step, self.state.metrics = state["step"], state["metrics"]
+            self.state.initial_metrics, self.state.skipped_batches = state["initial_metrics"], state["skipped_batches"]
+            self.state.phase_metrics = state["phase_metrics"]
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{path}: does not match this run's models or config ({error})") from None
 
@@ -288,14 +200,8 @@ class Engine:
     def _stateful_parts(self):
         """The strategy and the rewards that keep state across steps, with their checkpoint prefixes."""
         parts = [("strategy", self.strategy)]
-        parts += [(f"reward.{r.name}", r.reward) for r in self.rewards if hasattr(r.reward, "state_dict")]
+        parts += [(f"reward.{r.name}", r.reward) for r in self.context.rewards if hasattr(r.reward, "state_dict")]
         return parts
-
-    def _rng_states(self) -> dict[str, torch.Tensor]:
-        states = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state(), "latent": self.latent_rng.get_state()}
-        if self.device.type == "cuda":
-            states["cuda"] = torch.cuda.get_rng_state(self.device)
-        return states
 
 
 # --- building a run from a config ----------------------------------------------------------
@@ -322,8 +228,32 @@ def build(entry: Entry, component: ComponentConfig, section: str, *args):
         raise ConfigError(f"[{section}] {entry.name!r} (plugin {entry.plugin!r}): {error}") from error
 
 
-def bind_reward(entry: Entry, name: str, reward_config) -> BoundReward:
+def model_roles(config: Config, strategy: Entry, rewards: dict[str, Entry]) -> list[str]:
+    """The model roles to build: those the strategy requires, and its optional ones that the config
+    gives a table or a reward reads."""
+    declared = getattr(strategy.factory, "roles", Strategy.roles)
+    where = f"strategy {strategy.name!r} (plugin {strategy.plugin!r})"
+    read = {}
+    for name, entry in rewards.items():
+        for role in getattr(entry.factory, "roles", ()):
+            if role not in declared:
+                raise ConfigError(f"[rewards.{name}] reads the {role} model, which {where} does not use")
+            read[role] = name
+    for role in MODEL_ROLES:
+        if getattr(config, role) is not None and role not in declared:
+            raise ConfigError(f"[{role}]: {where} uses no {role} (its model roles: {', '.join(declared)})")
+    roles = [role for role, required in declared.items() if required or role in read or getattr(config, role, None)]
+    for role in roles:
+        if role not in DEFAULT_MODELS:
+            raise ConfigError(f"{where} asks for a model role {role!r}; a config gives only {', '.join(MODEL_ROLES)}")
+    return roles
+
+
+def bind_reward(entry: Entry, name: str, reward_config, models: dict) -> BoundReward:
     reward = build(entry, ComponentConfig(name, reward_config.options), f"rewards.{name}")
+    missing = [role for role in getattr(reward, "roles", ()) if role not in models]
+    if missing:
+        raise ConfigError(f"[rewards.{name}] reads the {missing[0]} model, which this run does not have")
     if reward_config.pathwise and not getattr(reward, "differentiable", False):
         raise ConfigError(
             f"[rewards.{name}] pathwise = true, but reward {name!r} (plugin {entry.plugin!r}) is not differentiable"
@@ -343,6 +273,11 @@ def _check_options(factory, options: dict, where: str, positional: int) -> None:
     for key in options:
         if key not in accepted:
             raise ConfigError(f"{where}: unknown option {key!r} (accepted: {', '.join(accepted) or 'none'})")
+
+
+def _part(tensors: dict, prefix: str) -> dict:
+    """The entries of ``tensors`` under ``prefix.``, without it."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
 def _split_optimizer_state(state_dict: dict, prefix: str, tensors: dict) -> dict:

@@ -20,6 +20,36 @@ REDUCTIONS = ("mean", "sum")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+# --- advantages --------------------------------------------------------------------------------
+
+
+def advantages(scores, baseline="whiten", eps=1e-8, *, global_batch=False):
+    """``scores`` ``[N, ...]`` less a baseline taken over the batch (dimension 0), in their dtype.
+
+    ``baseline``: "none" (the scores), "mean" (less the batch mean), "whiten" (less the mean, over
+    the population standard deviation plus ``eps``); a score of shape ``[N, T]`` gets one
+    baseline per column (per step of a sample).  With ``global_batch``, mean and deviation are
+    those of every rank's scores together (``torch.distributed``), so N processes compute what one
+    process with the whole batch would.  The fused losses compute the same inside their kernels.
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    scores = scores.detach()
+    if baseline == "none":
+        return scores
+    if global_batch:
+        count = torch.full(scores.shape[1:], float(len(scores)), dtype=scores.dtype, device=scores.device)
+        sums = torch.stack([scores.sum(0), scores.square().sum(0), count])
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(sums)
+        mean = sums[0] / sums[2]
+        std = (sums[1] / sums[2] - mean.square()).clamp(min=0).sqrt()
+    else:
+        mean, std = scores.mean(0), scores.std(0, correction=0)
+    centred = scores - mean
+    return centred / (std + eps) if baseline == "whiten" else centred
+
+
 # --- reward_weighted_gan_loss ----------------------------------------------------------------
 
 
@@ -46,11 +76,7 @@ def reward_weighted_gan_loss_fallback(d_fake, rewards, reward_weights, *, baseli
     """The same function as :func:`reward_weighted_gan_loss`, in plain PyTorch."""
     acc = _accumulation_dtype(d_fake.dtype)
     d = d_fake.to(acc)
-    r = rewards.detach().to(acc) @ reward_weights.detach().to(acc)
-    if baseline == "mean":
-        r = r - r.mean()
-    elif baseline == "whiten":
-        r = (r - r.mean()) / (r.std(correction=0) + eps)
+    r = advantages(rewards.detach().to(acc) @ reward_weights.detach().to(acc), baseline, eps)
     weights = r.numel() * torch.softmax(temperature * r, dim=0)
     return (weights * F.softplus(-d)).mean()
 

@@ -13,29 +13,35 @@ if TYPE_CHECKING:
 class RewardContext:
     """Everything a reward may look at besides the samples it scores.
 
+    Build it with keywords; a field that the running strategy does not have is ``None``.
+
     step: the optimisation step being taken (0-based).
-    generator, discriminator: the models being trained.
+    generator, discriminator: the models of those roles (``discriminator`` is ``None`` in a run
+        without one).
     discriminator_logits: the discriminator's logits ``[N]`` for the samples being scored,
-        already computed for the generator loss (differentiable with respect to the samples).
+        already computed for the generator loss (differentiable with respect to the samples
+        under ``gan``).
     latents: the latent batch ``[N, latent_dim]`` the samples were generated from.
     batch: the real batch of this step, a dict with ``"x"`` and any extra fields of the data
         source (such as ``"label"``).
     data: the run's data source.
     device: where the samples live.
-    objective: for rewards that score rollouts (``per_token``): the weighted sum of the other
+    objective: for rewards that score partial samples (``per_step``): the weighted sum of the other
         configured rewards as a function of complete samples, ``objective(samples) -> [M]``, or
         ``None`` when there are none.  ORGAN mixes it with the discriminator's judgement.
+    models: every model role of the run by name (``{"generator": ..., "discriminator": ...}``).
     """
 
-    step: int
-    generator: torch.nn.Module
-    discriminator: torch.nn.Module
-    discriminator_logits: torch.Tensor
-    latents: torch.Tensor
-    batch: dict[str, torch.Tensor]
-    data: "DataSource"
-    device: torch.device
+    step: int = 0
+    generator: torch.nn.Module | None = None
+    discriminator: torch.nn.Module | None = None
+    discriminator_logits: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+    batch: dict[str, torch.Tensor] | None = None
+    data: "DataSource | None" = None
+    device: torch.device | None = None
     objective: Callable[[torch.Tensor], torch.Tensor] | None = None
+    models: dict[str, torch.nn.Module] | None = None
 
 
 class Reward:
@@ -43,14 +49,18 @@ class Reward:
 
     Subclasses take their config options as keyword arguments of ``__init__`` and implement
     ``__call__``.  Set ``differentiable = True`` when the returned tensor carries gradients back to
-    ``samples``; only then may a config switch on the reward's pathwise term.  For sequences
-    ``[N, T]`` under a sequence strategy, a reward may set ``per_token = True`` and return one
-    reward per token, ``[N, T]``; it then takes in the other rewards through
-    ``context.objective``.
+    ``samples``; only then may a config switch on the reward's pathwise term.  ``roles`` names the
+    model roles the reward reads from its context (the ``realism`` reward: ``("discriminator",)``):
+    the engine builds them even for a strategy that does not need them itself.  Under a strategy
+    whose samples are made in steps (a sequence's tokens), a reward may set ``per_step = True``
+    and return one reward per step, ``[N, T]``; it then takes in the other rewards through
+    ``context.objective``.  (``per_token``, the older name of ``per_step``, still works.)
     """
 
     differentiable: bool = False
-    per_token: bool = False
+    per_step: bool = False
+    roles: tuple[str, ...] = ()
 
     def __call__(self, samples: torch.Tensor, context: RewardContext) -> torch.Tensor:
         raise NotImplementedError
+

@@ -1,31 +1,57 @@
 """The strategy interface: what one step of the engine's loop does.
 
-The engine owns the models, optimizers, data, rewards and the loop; a strategy spends one step
-of it.  The built-in ``gan`` strategy (``rlgan_core.builtin.strategies``) alternates
-discriminator and generator updates; a plugin can register others (such as a schedule of
-pre-training and adversarial phases for discrete generators) through
-``rlgan_register_strategies``.
+The engine runs the loop; a strategy spends one step of it with what a
+:class:`rlgan_core.TrainingContext` holds (models, optimizers, data, random number generators,
+rewards).  The built-in strategies (``rlgan_core.builtin.strategies``) are ``gan``, which
+alternates discriminator and generator updates, and ``reinforce`` and ``ppo``, which train a
+generator as a policy; a plugin registers others through ``rlgan_register_strategies``.
 """
+
+import torch
 
 
 class Strategy:
     """Base class of training strategies.
 
-    Subclasses take the engine and their config options (the ``[strategy]`` table) in
-    ``__init__`` and implement ``step``.  State that must survive a resume goes in
-    ``state_dict`` (a dict of tensors, saved with each checkpoint).
+    ``roles`` names the model roles the strategy uses, each mapped to whether it is required.  The
+    engine builds a required role from its config table (or the default model of that role), an
+    optional one only when the config has its table or a configured reward reads it (a reward's
+    ``roles``); a role the strategy does not name is never built.
+
+    Subclasses take the :class:`rlgan_core.TrainingContext` and their config options (the
+    ``[strategy]`` table) in ``__init__`` and implement ``step``.  State that must survive a resume
+    goes in ``state_dict`` (a dict of tensors, saved with each checkpoint); models added with
+    ``context.add_model`` are saved already.
     """
 
-    def __init__(self, engine):
-        self.engine = engine
+    roles: dict[str, bool] = {"generator": True, "discriminator": True}
+
+    def __init__(self, context):
+        self.context = context
+
+    @property
+    def engine(self):
+        """The older name of ``self.context`` (a strategy used to receive the engine; the context
+        has the same ``generator``, ``next_batch()``, ``compute_rewards(...)``, ... it had)."""
+        return self.context
 
     def step(self):
-        """Take training step ``engine.state.step`` and return its ``StepOutput``."""
+        """Take training step ``context.state.step`` and return its ``StepOutput``."""
         raise NotImplementedError
 
     def phase(self, step: int) -> str:
         """The name of the phase that step ``step`` (0-based) belongs to; one phase by default."""
         return "train"
+
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` samples for evaluation and pictures, drawn from ``seed`` alone (never from the
+        training generators).  By default the generator's ``sample(n, seed)`` when it has one, or
+        else ``generator(latents)`` for ``n`` standard normal latents of its ``latent_dim``."""
+        generator, device = self.context.generator, self.context.device
+        if callable(getattr(generator, "sample", None)):
+            return generator.sample(n, seed)
+        rng = torch.Generator(device).manual_seed(seed)
+        return generator(torch.randn(n, generator.latent_dim, generator=rng, device=device))
 
     def state_dict(self) -> dict:
         return {}

@@ -63,7 +63,43 @@ target = 3
 """
 
 
-@pytest.mark.parametrize("config_text", [CONFIG, PPO], ids=["gan", "ppo"])
+# ddpo (the rlgan-diffusion plugin): denoising pre-training, then DDPO rounds with a KL penalty
+DDPO = """
+[run]
+name = "kill"
+steps = 200
+batch_size = 16
+device = "cpu"
+[data]
+name = "gaussians"
+samples = 2000
+[generator]
+name = "mlp_denoiser"
+hidden = [32, 32]
+embedding = 16
+timesteps = 100
+sample_steps = 5
+[strategy]
+name = "ddpo"
+pretrain_steps = 100
+epochs = 2
+kl_coef = 0.1
+policy_lr = 1e-3
+[rewards.mirror_symmetry]
+width = 2
+[evaluation]
+every = 100
+samples = 100
+[checkpoint]
+every = 7
+keep = 3
+[logging]
+progress = false
+tensorboard = false
+"""
+
+
+@pytest.mark.parametrize("config_text", [CONFIG, PPO, DDPO], ids=["gan", "ppo", "ddpo"])
 def test_sigkill_loop_resumes_bitwise(tmp_path, config_text):
     config = tmp_path / "kill.toml"
     config.write_text(config_text)

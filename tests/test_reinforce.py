@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from rlgan_core import Reward, checkpoint, hookimpl
 from rlgan_core.builtin.strategies import ppo_loss, reinforce_loss
 from rlgan_core.checkpoint import list_checkpoints
-from rlgan_core.distributed import advantages
+from rlgan_core.ops import advantages
 from rlgan_core.engine import Engine
 from rlgan_core.errors import ConfigError
 from rlgan_core.plugins import get_plugin_manager

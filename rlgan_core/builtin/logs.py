@@ -3,6 +3,7 @@ losses, mean rewards, evaluation metrics, and throughput (``perf/``: step time a
 second of one process, and of all of them together)."""
 
 import json
+from pathlib import Path
 
 from ..hookspecs import hookimpl
 
@@ -11,7 +12,7 @@ METRICS_FILE = "metrics.jsonl"
 
 def read_metrics(run_dir) -> list[dict]:
     """Every record logged so far in ``run_dir``'s metrics file (none when it does not exist yet)."""
-    path = run_dir / METRICS_FILE
+    path = Path(run_dir) / METRICS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 

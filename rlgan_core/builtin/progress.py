@@ -14,6 +14,9 @@ def rlgan_train_start(engine):
         )
 
 
+SHORT = {"generator": "g", "discriminator": "d"}
+
+
 @hookimpl
 def rlgan_step_end(engine, output):
     bar = engine.stash.get("progress")
@@ -21,7 +24,7 @@ def rlgan_step_end(engine, output):
         return
     bar.update(1)
     if output.step % engine.config.logging.every == 0:
-        shown = {f"loss_{k[0]}": f"{float(v):.3f}" for k, v in output.losses.items()}
+        shown = {f"loss_{SHORT.get(k, k)}": f"{float(v):.3f}" for k, v in output.losses.items()}
         if output.rewards:
             shown["reward"] = f"{sum(float(v) for v in output.rewards.values()) / len(output.rewards):.3f}"
         bar.set_postfix(shown, refresh=False)

@@ -14,9 +14,13 @@ class Realism(Reward):
     """log D(x): the log-probability the discriminator gives a sample of being real."""
 
     differentiable = True
+    roles = ("discriminator",)
 
     def __call__(self, samples, context):
-        return -F.softplus(-context.discriminator_logits)
+        logits = context.discriminator_logits
+        if logits is None:
+            logits = context.discriminator(samples)
+        return -F.softplus(-logits)
 
 
 class DigitClass(Reward):

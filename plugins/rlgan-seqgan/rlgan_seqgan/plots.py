@@ -1,6 +1,6 @@
 """``nll_oracle.png``: NLL_oracle (and NLL_test) of the generator over the epochs of a run."""
 
-from rlgan_core.builtin.logs import read_metrics
+from rlgan_core import read_metrics
 
 
 def plot_nll(engine) -> None:

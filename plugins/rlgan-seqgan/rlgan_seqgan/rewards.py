@@ -19,7 +19,7 @@ class Rollout(Reward):
     Completions are scored ``chunk`` at a time, without keeping any graph.
     """
 
-    per_token = True
+    per_step = True
 
     def __init__(self, rollouts: int = 16, update_rate: float = 0.8, discriminator_weight: float = 1.0, chunk: int = 4096):
         if not isinstance(rollouts, int) or rollouts < 1:

@@ -1,0 +1,144 @@
+"""The ``ddpo`` strategy: denoising pre-training, then DDPO (Black et al. 2023) on black-box rewards.
+
+Its first ``pretrain_steps`` steps (phase ``denoise``) train the denoiser on real batches with
+DDPM's loss.  Every later step (phase ``ddpo``) is one round of DDPO-clip:
+
+1. sample a batch of trajectories with the sampler, recording every stochastic step's ``x_t``,
+   ``x_prev`` and log-probability (each step is a Gaussian policy over ``x_prev``);
+2. score the final samples with the configured rewards (any function of the samples, no
+   gradient), and turn the weighted sum into advantages: the ``[loss] baseline`` over the global
+   batch, clipped to ``[-advantage_clip, advantage_clip]``;
+3. ``epochs`` optimiser steps, each on PPO's clipped surrogate over every (sample, step) pair:
+   ``-min(rho A, clip(rho, 1 - clip, 1 + clip) A)`` with ``rho`` the ratio of the step's
+   probability under the model being trained to the one that sampled it.
+
+The DDPO phase starts the optimizer afresh (new Adam moments) at learning rate ``policy_lr`` (0:
+keep ``[optimizer] generator_lr``), and clips the gradient norm at ``max_grad_norm`` (0: no
+clipping): a step's log-probability has gradients of the order of ``1 / std^2``, large for the
+late, nearly noise-free steps.  ``init_from = RUN_DIR`` starts from a trained run (such as a finished pre-training), and
+``kl_coef`` adds ``kl_coef * KL`` between each step's Gaussian and the one of the frozen model
+training started as (its ``reference``): fine-tuning that stays close to the pre-trained model.
+"""
+
+import copy
+import time
+
+import torch
+
+from rlgan_core import ConfigError, Strategy
+
+from .model import MLPDenoiser
+
+
+class DDPO(Strategy):
+    roles = {"generator": True}
+
+    def __init__(self, context, pretrain_steps: int = 0, init_from: str = "", epochs: int = 1, clip: float = 1e-4,
+                 advantage_clip: float = 5.0, kl_coef: float = 0.0, policy_lr: float = 0.0,
+                 max_grad_norm: float = 1.0):
+        super().__init__(context)
+        if not isinstance(context.generator, MLPDenoiser):
+            raise ConfigError("[strategy] 'ddpo' needs a diffusion model as its [generator], such as mlp_denoiser")
+        for name, value in (("pretrain_steps", pretrain_steps), ("kl_coef", kl_coef), ("policy_lr", policy_lr),
+                            ("max_grad_norm", max_grad_norm)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        for name, value in (("epochs", epochs), ("clip", clip), ("advantage_clip", advantage_clip)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        for bound in context.rewards:
+            if bound.pathwise:
+                raise ConfigError(f"[rewards.{bound.name}] pathwise = true: ddpo uses rewards as black boxes")
+        self.pretrain_steps, self.epochs, self.clip = pretrain_steps, epochs, clip
+        self.advantage_clip, self.kl_coef = advantage_clip, kl_coef
+        self.policy_lr, self.max_grad_norm = policy_lr, max_grad_norm
+        if init_from:
+            context.load_models(init_from)
+        if kl_coef:
+            context.add_model("reference", copy.deepcopy(context.generator))
+
+    def phase(self, step):
+        return "denoise" if step < self.pretrain_steps else "ddpo"
+
+    def step(self):
+        started = time.perf_counter()
+        if self.phase(self.context.state.step) == "denoise":
+            return self.denoise(started)
+        if self.context.state.step == self.pretrain_steps:
+            self.start_policy_optimizer()
+        return self.policy_round(started)
+
+    def start_policy_optimizer(self):
+        optimizer = self.context.generator_optimizer
+        optimizer.state.clear()
+        for group in optimizer.param_groups:
+            group["lr"] = self.policy_lr or group["lr"]
+
+    def denoise(self, started):
+        context, model = self.context, self.context.generator
+        x0 = context.next_batch()["x"]
+        uniform = context.noise(size=len(x0) * context.world_size, uniform=True)
+        noise = context.noise(*model.shape, size=len(x0) * context.world_size)
+        loss = model.denoising_loss(x0, uniform, noise, model=context.trained_generator)
+        self.update(loss)
+        return context.step_output({"denoise": loss.detach()}, None, started, len(x0))
+
+    def policy_round(self, started):
+        context, model = self.context, self.context.generator
+        states, nexts, old_log_prob, samples = self.rollout()
+        rewards = context.compute_rewards(samples, context.reward_context())
+        losses = {}
+        if rewards is not None:
+            advantages = context.advantages(rewards).clamp(-self.advantage_clip, self.advantage_clip).float()
+            steps, n = states.shape[:2]
+            index = torch.arange(steps, device=context.device).repeat_interleave(n)
+            x, x_prev, old = states.flatten(0, 1), nexts.flatten(0, 1), old_log_prob.flatten()
+            advantage = advantages.repeat(steps)
+            for _ in range(self.epochs):
+                eps = context.trained_generator(x, model.walk[index])
+                mean, std = model.step_mean(x, index, eps)
+                ratio = torch.exp(model.log_prob(x_prev, mean, std) - old)
+                surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - self.clip, 1 + self.clip) * advantage)
+                loss = -surrogate.mean() + self.kl_penalty(x, index, mean, std)
+                losses["generator"] = self.update(loss, self.max_grad_norm)
+        return context.step_output(losses, rewards, started, len(samples))
+
+    @torch.no_grad()
+    def rollout(self):
+        """A batch of trajectories: ``x_t`` and ``x_prev`` of every stochastic step ``[S, N, ...]``,
+        their log-probabilities ``[S, N]`` and the final samples ``[N, ...]``; the noise is drawn
+        for the global batch (``context.noise``), so N processes sample what one would."""
+        context, model = self.context, self.context.generator
+        x = context.noise(*model.shape)
+        states, nexts, log_probs = [], [], []
+        for index in range(model.sample_steps):
+            steps = torch.full((len(x),), index, device=context.device)
+            mean, std = model.step_mean(x, steps, model(x, model.walk[steps]))
+            x_prev = mean + std * context.noise(*model.shape)
+            if index < model.sample_steps - 1:  # the last step is deterministic: no policy to train
+                states.append(x)
+                nexts.append(x_prev)
+                log_probs.append(model.log_prob(x_prev, mean, std))
+            x = x_prev
+        return torch.stack(states), torch.stack(nexts), torch.stack(log_probs), x
+
+    def kl_penalty(self, x, index, mean, std):
+        """``kl_coef`` times the mean KL between each step's Gaussian and the reference model's (both
+        with the same standard deviation: ``|mean - mean_ref|^2 / (2 std^2)``, summed over a sample)."""
+        if not self.kl_coef:
+            return 0.0
+        reference = self.context.models["reference"]
+        with torch.no_grad():
+            reference_mean, _ = reference.step_mean(x, index, reference(x, reference.walk[index]))
+        kl = ((mean - reference_mean).square() / (2 * std.square())).flatten(1).sum(1)
+        return self.kl_coef * kl.mean()
+
+    def update(self, loss, max_grad_norm=0.0):
+        optimizer = self.context.generator_optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.context.generator.parameters(), max_grad_norm)
+        optimizer.step()
+        return loss.detach()
+

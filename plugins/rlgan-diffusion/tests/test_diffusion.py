@@ -1,0 +1,131 @@
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlgan_core import ConfigError
+from rlgan_core.config import parse_config
+from rlgan_core.engine import Engine
+from rlgan_diffusion.model import MLPDenoiser, cosine_schedule
+
+
+class Plane:
+    shape = (2,)
+
+
+def config(**sections):
+    raw = {
+        "run": {"name": "ddpo", "steps": 30, "batch_size": 32, "device": "cpu"},
+        "data": {"name": "gaussians", "layout": "ring", "samples": 2000},
+        "generator": {"name": "mlp_denoiser", "hidden": [32, 32], "embedding": 16, "timesteps": 100, "sample_steps": 5},
+        "strategy": {"name": "ddpo", "pretrain_steps": 10, "epochs": 2},
+        "rewards": {"mirror_symmetry": {"width": 2}},  # a black box: -|x - y|, in NumPy
+        "optimizer": {"generator_lr": 2e-3, "betas": [0.9, 0.999]},
+        "evaluation": {"every": 10, "samples": 100},
+        "checkpoint": {"every": 10, "keep": 2},
+        "logging": {"every": 5, "progress": False, "tensorboard": False},
+    }
+    for name, values in sections.items():  # a table naming another plugin, or rewards, replaces the default
+        raw[name] = values if name == "rewards" or "name" in values else {**raw[name], **values}
+    return parse_config(raw, "test")
+
+
+def test_schedule_and_sampler_noise():
+    abar = cosine_schedule(1000)
+    assert abar[0] > 0.999 and abar[-1] < 1e-3 and bool((abar[1:] < abar[:-1]).all())
+    model = MLPDenoiser(Plane(), hidden=[16], embedding=8, timesteps=100, sample_steps=10)
+    x, eps = torch.randn(10, 2), torch.randn(10, 2)
+    mean, std = model.step_mean(x, torch.arange(10), eps)
+    # DDPM's posterior standard deviation at eta = 1, zero at the last step (onto the clean sample)
+    a, a_prev = model.abar_walk, model.abar_prev
+    expected = ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt().float()
+    torch.testing.assert_close(std.flatten(), expected)
+    assert std.flatten()[-1] == 0 and bool((std.flatten()[:-1] > 0).all())
+    # at the last step the mean is the predicted clean sample
+    x0 = (x[-1] - (1 - a[-1]).sqrt().float() * eps[-1]) / a[-1].sqrt().float()
+    torch.testing.assert_close(mean[-1], x0)
+    # a step's log-probability is a diagonal Gaussian's
+    value = mean + std * 0.5
+    expected_log_prob = (-0.5 * 0.25 - std.log() - 0.5 * math.log(2 * math.pi)).flatten() * 2
+    torch.testing.assert_close(model.log_prob(value[:-1], mean[:-1], std[:-1]), expected_log_prob[:-1])
+    # sampling depends on the seed alone
+    torch.testing.assert_close(model.sample(5, seed=3), model.sample(5, seed=3))
+
+
+def test_denoising_pretraining_learns(tmp_path):
+    engine = Engine(config(run={"steps": 300}, strategy={"pretrain_steps": 300}), tmp_path)
+    losses = []
+    for _ in range(300):
+        assert engine.strategy.phase(engine.state.step) == "denoise"
+        losses.append(float(engine.train_step().losses["denoise"]))
+        engine.state.step += 1
+    assert np.mean(losses[-50:]) < 0.75 * np.mean(losses[:50])
+
+
+def test_ddpo_raises_a_black_box_reward(tmp_path):
+    """Pre-trained on the ring, then pulled towards the diagonal x = y."""
+    engine = Engine(config(run={"steps": 260}, strategy={"pretrain_steps": 200, "policy_lr": 3e-3}), tmp_path)
+    summary = engine.run()
+    start, end = summary["reward_mirror_symmetry_denoise"], summary["reward_mirror_symmetry"]
+    assert end > start + 0.5 * abs(start)
+
+
+def test_ddpo_needs_a_diffusion_model_and_black_box_rewards(tmp_path):
+    with pytest.raises(ConfigError, match="diffusion model"):
+        Engine(config(generator={"name": "mlp_generator", "latent_dim": 2, "hidden": [8]}), tmp_path / "a")
+    with pytest.raises(ConfigError, match="does not use"):  # realism reads a discriminator ddpo lacks
+        Engine(config(rewards={"realism": {}}), tmp_path / "b")
+
+
+DDP_CONFIG = """
+[run]
+name = "ddpo-ddp"
+steps = 12
+batch_size = {batch}
+device = "cpu"
+[data]
+name = "gaussians"
+layout = "ring"
+samples = 2000
+[generator]
+name = "mlp_denoiser"
+hidden = [32, 32]
+embedding = 16
+timesteps = 100
+sample_steps = 5
+[strategy]
+name = "ddpo"
+pretrain_steps = 6
+epochs = 2
+kl_coef = 0.1
+[rewards.mirror_symmetry]
+width = 2
+[evaluation]
+every = 6
+samples = 100
+[checkpoint]
+every = 6
+[logging]
+progress = false
+tensorboard = false
+"""
+
+
+def test_two_processes_equal_one_with_the_doubled_batch(tmp_path):
+    def train(name, batch, *extra):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(DDP_CONFIG.format(batch=batch))
+        run_dir = tmp_path / name
+        subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(path), "--run-dir", str(run_dir), *extra],
+                       check=True, capture_output=True, text=True, timeout=300)
+        return load_file(sorted((run_dir / "checkpoints").glob("step-*"))[-1] / "tensors.safetensors")
+
+    two, one = train("two", 8, "--nproc", "2"), train("one", 16)
+    names = [name for name in one if name.startswith("generator.")]
+    assert names
+    for name in names:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)

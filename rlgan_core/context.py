@@ -1,0 +1,267 @@
+"""The training context: what a strategy trains with, and nothing of the loop that runs it.
+
+The engine builds one :class:`TrainingContext` per run and hands it to the strategy.  It holds the
+model roles the strategy asked for (and their optimizers), the data, the random number
+generators, the configured rewards and the run's progress; its methods draw batches and latents,
+score samples with the rewards and turn rewards into advantages.  Everything in it is saved with
+each checkpoint, so a strategy that keeps its state here (or in its own ``state_dict``) resumes
+exactly.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, distributed, ops
+from .config import Config
+from .datasource import DataSource
+from .errors import ConfigError, RewardError
+from .reward import RewardContext
+
+
+RESERVED_ROLES = ("rng", "data", "strategy", "reward")  # checkpoint prefixes of other things
+
+
+@dataclass
+class State:
+    """What a checkpoint must restore besides weights and random number generators."""
+
+    step: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    initial_metrics: dict[str, float] = field(default_factory=dict)
+    skipped_batches: int = 0
+    phase_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # metrics at the end of each phase
+
+
+@dataclass
+class StepOutput:
+    """One step's results, as detached tensors (call ``float()`` only when you need a number)."""
+
+    step: int
+    losses: dict[str, torch.Tensor]
+    rewards: dict[str, torch.Tensor]
+    seconds: float = 0.0  # wall time of the step on this rank
+    samples: int = 0  # samples this rank generated for the generator update
+
+
+@dataclass
+class BoundReward:
+    """A configured reward: the callable, its weight, whether its gradient is used, its origin."""
+
+    name: str
+    plugin: str
+    reward: object
+    weight: float
+    pathwise: bool
+
+
+class TrainingContext:
+    """The models, optimizers, data, random number generators and rewards of a run.
+
+    Attributes (read them; replace none):
+
+    - ``config``: the run's :class:`rlgan_core.config.Config`; ``device``; ``rank`` and
+      ``world_size`` (data-parallel processes); ``state`` (``state.step``: the step being taken).
+    - ``models``: model role -> ``torch.nn.Module`` (``"generator"``, ``"discriminator"``, and any
+      role a strategy adds with :meth:`add_model`); ``trained``: the same roles as the modules to
+      run forward passes through when training (data-parallel wrappers under several processes);
+      ``optimizers``: role -> Adam optimizer, for the trained roles.  ``generator``,
+      ``discriminator``, ``generator_optimizer``, ``discriminator_optimizer``,
+      ``trained_generator`` and ``trained_discriminator`` are shortcuts (``None`` without that role).
+    - ``data``: the :class:`rlgan_core.DataSource`; ``dataset``: its tensors on ``device``.
+    - ``data_rng`` (CPU) and ``latent_rng`` (``device``): the run's generators for data order and
+      latents, saved with every checkpoint; draw from them, not from the global generator, for
+      anything that must be equal on every rank and after a resume.
+    - ``rewards``: the configured rewards (:class:`BoundReward`), ``reward_weights`` ``[K]``.
+    """
+
+    def __init__(self, config: Config, device: torch.device, data: DataSource, models: dict[str, torch.nn.Module],
+                 rewards: list[BoundReward], state: State):
+        self.config, self.device, self.data, self.rewards, self.state = config, device, data, rewards, state
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.models: dict[str, torch.nn.Module] = {}
+        self.trained: dict[str, torch.nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        for role, module in models.items():
+            self.add_model(role, module, lr=config.optimizer.lr(role))
+        self.reward_weights = torch.tensor([r.weight for r in rewards] or [0.0], device=device)
+        self.dataset = {key: value.to(device) for key, value in data.tensors().items()}
+        self.data_rng = torch.Generator().manual_seed(config.run.seed + 1)
+        self.latent_rng = torch.Generator(device).manual_seed(config.run.seed + 2)
+        self.data_order = torch.empty(0, dtype=torch.long)  # the rest of the current epoch's shuffle
+
+    # --- models -------------------------------------------------------------------------------
+
+    def add_model(self, role: str, module: torch.nn.Module, lr: float | None = None) -> None:
+        """Add ``module`` as model role ``role`` (on the run's device): trained with Adam at ``lr``
+        (and ``[optimizer] betas``), or frozen with ``lr=None``.  Saved with every checkpoint."""
+        if role in self.models or role in RESERVED_ROLES:
+            raise ValueError(f"model role {role!r} exists already or is reserved")
+        module.to(self.device)
+        self.models[role] = module
+        if lr is None:
+            module.requires_grad_(False)
+            return
+        self.trained[role] = distributed.wrap(module)
+        betas = tuple(self.config.optimizer.betas)
+        self.optimizers[role] = torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
+
+    def load_models(self, run_dir: str) -> None:
+        """Start this run's models from the newest checkpoint of ``run_dir`` (a run folder or a
+        checkpoint folder; the ``init_from`` option of strategies): the generator, and every other
+        role both runs have, which must have this run's shapes.  Parameters the checkpoint lacks,
+        such as a policy's standard deviation, keep their initial values."""
+        where = f"[strategy] init_from = {run_dir!r}"
+        path = Path(run_dir)
+        found = checkpoint.list_checkpoints(path / "checkpoints") if (path / "checkpoints").is_dir() else [path]
+        if not found or not (found[-1] / checkpoint.TENSORS).exists():
+            raise ConfigError(f"{where}: no checkpoint there")
+        tensors, _ = checkpoint.load(found[-1])
+        for role, module in self.models.items():
+            saved = {k[len(role) + 1:]: v for k, v in tensors.items() if k.startswith(role + ".")}
+            if not saved and role != "generator":
+                continue
+            try:
+                result = module.load_state_dict(saved, strict=False)
+            except RuntimeError as error:  # shapes that differ
+                raise ConfigError(f"{where}: its {role} does not fit this one ({error})") from None
+            if result.unexpected_keys or not saved:
+                raise ConfigError(f"{where}: its {role} has parameters this one lacks: {result.unexpected_keys}")
+
+    @property
+    def generator(self):
+        return self.models.get("generator")
+
+    @property
+    def discriminator(self):
+        return self.models.get("discriminator")
+
+    @property
+    def trained_generator(self):
+        return self.trained.get("generator")
+
+    @property
+    def trained_discriminator(self):
+        return self.trained.get("discriminator")
+
+    @property
+    def generator_optimizer(self):
+        return self.optimizers.get("generator")
+
+    @property
+    def discriminator_optimizer(self):
+        return self.optimizers.get("discriminator")
+
+    # --- data and latents ---------------------------------------------------------------------
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        """This rank's part of the next global batch of real data, reshuffled every epoch."""
+        size = self.config.run.batch_size * self.world_size
+        while len(self.data_order) < size:
+            fresh = torch.randperm(len(self.dataset["x"]), generator=self.data_rng)
+            self.data_order = torch.cat([self.data_order, fresh])
+        indices, self.data_order = self.data_order[:size], self.data_order[size:]
+        indices = distributed.local_part(indices).to(self.device)
+        return {key: value[indices] for key, value in self.dataset.items()}
+
+    def sample_latents(self, size: int | None = None) -> torch.Tensor:
+        """This rank's part of the next global batch of latents (of ``size``, by default the batch
+        size) for the generator's ``latent_dim``."""
+        return self.noise(self.generator.latent_dim, size=size)
+
+    def noise(self, *shape: int, size: int | None = None, uniform: bool = False) -> torch.Tensor:
+        """This rank's part of a global batch ``[size, *shape]`` of standard normal (or, with
+        ``uniform``, U[0, 1)) noise from ``latent_rng`` (``size``: by default the global batch
+        size): every rank draws the same global batch and keeps its rows, so N processes draw
+        what one process would, and a resumed run what the uninterrupted one did."""
+        size = size or self.config.run.batch_size * self.world_size
+        draw = torch.rand if uniform else torch.randn
+        return distributed.local_part(draw(size, *shape, generator=self.latent_rng, device=self.device))
+
+    def seed(self) -> int:
+        """A seed drawn from ``latent_rng``: the same on every rank and after a resume; for noise
+        drawn by code that takes no generator (``torch.distributions``' ``sample()``), under
+        ``torch.random.fork_rng`` with ``torch.manual_seed(seed)``."""
+        return int(torch.randint(2**62, (1,), generator=self.latent_rng, device=self.device))
+
+    # --- rewards ------------------------------------------------------------------------------
+
+    def reward_context(self, **fields) -> RewardContext:
+        """A :class:`rlgan_core.RewardContext` for this step: ``step``, ``data``, ``device``,
+        ``models``, ``generator`` and ``discriminator`` filled in; the rest from ``fields``."""
+        known = dict(step=self.state.step, data=self.data, device=self.device, models=self.models,
+                     generator=self.generator, discriminator=self.discriminator)
+        return RewardContext(**{**known, **fields})
+
+    def compute_rewards(self, samples: torch.Tensor, context: RewardContext, steps: int | None = None) -> torch.Tensor | None:
+        """Each configured reward on ``samples``, checked, as columns of an [N, K] tensor.
+
+        With ``steps`` (samples made in ``steps`` steps, such as sequences ``[N, T]``), a reward may
+        also return ``[N, steps]``; the result is then ``[N, steps, K]``, a per-sample reward
+        repeated for each step.  A reward that raises or returns a bad value stops the run with an
+        error naming it, its plugin and the step; with ``run.on_bad_reward = "skip"`` this batch's
+        update is skipped instead (``None``), and counted.  All ranks decide together.
+        """
+        n = len(samples)
+        shapes = [(n,), (n, steps)] if steps else [(n,)]
+        columns, problem = [], None
+        for bound in self.rewards:
+            where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
+            try:
+                value = bound.reward(samples, context)
+            except Exception as error:
+                problem = f"{where} raised {type(error).__name__}: {error}"
+                break
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                expected = " or ".join(map(str, shapes))
+                problem = f"{where} returned {shape}; expected a tensor of shape {expected}"
+            elif value.device != samples.device:
+                problem = f"{where} returned a tensor on {value.device}; expected {samples.device}"
+            elif not torch.isfinite(value).all():
+                problem = f"{where} returned NaN or infinite values"
+            if problem:
+                break
+            if steps and value.dim() == 1:
+                value = value.unsqueeze(1).expand(shapes[1])
+            columns.append(value if bound.pathwise else value.detach())
+        if distributed.any_rank(problem is not None, self.device):
+            if self.config.run.on_bad_reward == "skip":
+                self.state.skipped_batches += 1
+                return None
+            raise RewardError(problem or f"a reward failed on another rank at step {context.step}")
+        if not columns:
+            return torch.zeros(shapes[-1] + (1,), device=samples.device)
+        return torch.stack(columns, dim=-1).float()
+
+    def advantages(self, rewards: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The weighted rewards ``rewards @ weights`` (by default the configured weights) less the
+        ``[loss] baseline``, with the statistics of the global batch (per step for ``[N, T, K]``),
+        in float64 (:func:`rlgan_core.ops.advantages`)."""
+        weights = self.reward_weights if weights is None else weights
+        scores = rewards.detach().double() @ weights.double()
+        return ops.advantages(scores, self.config.loss.baseline, self.config.loss.eps, global_batch=True)
+
+    def step_output(self, losses: dict, rewards: torch.Tensor | None, started: float, samples: int) -> StepOutput:
+        """A strategy's ``StepOutput``: its losses, the mean of each reward, its wall time."""
+        means = {}
+        if rewards is not None:
+            means = {r.name: rewards[..., i].detach().mean() for i, r in enumerate(self.rewards)}
+        return StepOutput(self.state.step, losses, means, time.perf_counter() - started, samples)
+
+    # --- what checkpoints save ----------------------------------------------------------------
+
+    def rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state(), "latent": self.latent_rng.get_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
+    def set_rng_states(self, states: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(states["torch"])
+        self.data_rng.set_state(states["data"])
+        self.latent_rng.set_state(states["latent"])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"], self.device)
