@@ -204,28 +204,13 @@ class TrainingContext:
         error naming it, its plugin and the step; with ``run.on_bad_reward = "skip"`` this batch's
         update is skipped instead (``None``), and counted.  All ranks decide together.
         """
-        n = len(samples)
-        shapes = [(n,), (n, steps)] if steps else [(n,)]
         columns, problem = [], None
         for bound in self.rewards:
-            where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
-            try:
-                value = bound.reward(samples, context)
-            except Exception as error:
-                problem = f"{where} raised {type(error).__name__}: {error}"
-                break
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                expected = " or ".join(map(str, shapes))
-                problem = f"{where} returned {shape}; expected a tensor of shape {expected}"
-            elif value.device != samples.device:
-                problem = f"{where} returned a tensor on {value.device}; expected {samples.device}"
-            elif not torch.isfinite(value).all():
-                problem = f"{where} returned NaN or infinite values"
+            value, problem = self.call_reward(bound, samples, context, steps)
             if problem:
                 break
             if steps and value.dim() == 1:
-                value = value.unsqueeze(1).expand(shapes[1])
+                value = value.unsqueeze(1).expand(len(samples), steps)
             columns.append(value if bound.pathwise else value.detach())
         if distributed.any_rank(problem is not None, self.device):
             if self.config.run.on_bad_reward == "skip":
@@ -233,8 +218,29 @@ class TrainingContext:
                 return None
             raise RewardError(problem or f"a reward failed on another rank at step {context.step}")
         if not columns:
-            return torch.zeros(shapes[-1] + (1,), device=samples.device)
+            return torch.zeros((len(samples), steps) if steps else (len(samples),), device=samples.device).unsqueeze(-1)
         return torch.stack(columns, dim=-1).float()
+
+    def call_reward(self, bound: BoundReward, samples: torch.Tensor, context: RewardContext,
+                    steps: int | None = None) -> tuple[torch.Tensor | None, str | None]:
+        """One reward on ``samples``: its value, or ``None`` and what is wrong with it (it raised,
+        or returned a tensor of the wrong shape or device, or NaN or infinite values), naming the
+        reward, its plugin and the step."""
+        n = len(samples)
+        shapes = [(n,), (n, steps)] if steps else [(n,)]
+        where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
+        try:
+            value = bound.reward(samples, context)
+        except Exception as error:
+            return None, f"{where} raised {type(error).__name__}: {error}"
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return None, f"{where} returned {shape}; expected a tensor of shape {' or '.join(map(str, shapes))}"
+        if value.device != samples.device:
+            return None, f"{where} returned a tensor on {value.device}; expected {samples.device}"
+        if not torch.isfinite(value).all():
+            return None, f"{where} returned NaN or infinite values"
+        return value, None
 
     def advantages(self, rewards: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The weighted rewards ``rewards @ weights`` (by default the configured weights) less the

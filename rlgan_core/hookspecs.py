@@ -5,7 +5,8 @@ Two kinds of hooks:
 * registration hooks (``rlgan_register_*``) receive a ``register`` callable and call it once per
   thing the plugin adds; the core owns the registries and their errors;
 * lifecycle hooks (train start, step end, evaluation, train end) receive the running
-  :class:`rlgan_core.engine.Engine` and let plugins log, save, evaluate and draw.
+  :class:`rlgan_core.engine.Engine` (its ``config``, ``run_dir``, ``state``, ``stash``, ``rank``,
+  ``data``, ``models``, ``strategy`` and ``context``) and let plugins log, save, evaluate and draw.
 
 A hook implementation may accept any subset of the arguments named here, in any order.
 """
@@ -18,14 +19,14 @@ hookimpl = pluggy.HookimplMarker("rlgan")
 
 @hookspec
 def rlgan_register_models(register):
-    """Add named generators and discriminators.
+    """Add named models: generators, discriminators, diffusion models.
 
-    Call ``register(name, factory)`` once per model.  The engine calls
-    ``factory(data, **options)`` with the run's data source and the options of the config's
-    ``[generator]`` or ``[discriminator]`` table (every key but ``name``), and expects a
-    ``torch.nn.Module``.  A generator has an int attribute ``latent_dim`` and maps latents
-    ``[N, latent_dim]`` to samples ``[N, *data.shape]``; a discriminator maps samples to
-    logits ``[N]`` (real is positive).
+    Call ``register(name, factory)`` once per model.  For each model role the strategy uses, the
+    engine calls ``factory(data, **options)`` with the run's data source and the options of the
+    role's config table (``[generator]``, ``[discriminator]``; every key but ``name``), and
+    expects a ``torch.nn.Module``.  A generator has an int attribute ``latent_dim`` and maps
+    latents ``[N, latent_dim]`` to samples ``[N, *data.shape]``, or has a method
+    ``sample(n, seed)``; a discriminator maps samples to logits ``[N]`` (real is positive).
     """
 
 
@@ -58,11 +59,13 @@ def rlgan_register_strategies(register):
     """Add named training strategies: what one step of the loop does.
 
     Call ``register(name, factory)`` once per strategy.  The engine calls
-    ``factory(engine, **options)`` with the options of the config's ``[strategy]`` table and
-    expects a :class:`rlgan_core.Strategy`: its ``step()`` takes one training step and returns a
-    :class:`rlgan_core.engine.StepOutput`; its ``phase(step)`` names the phase a step belongs to
+    ``factory(context, **options)`` with the run's :class:`rlgan_core.TrainingContext` and the
+    options of the config's ``[strategy]`` table, and expects a :class:`rlgan_core.Strategy`: its
+    ``roles`` say which models to build, its ``step()`` takes one training step and returns a
+    :class:`rlgan_core.StepOutput`; its ``phase(step)`` names the phase a step belongs to
     (the engine evaluates at the end of each phase and reports the metrics there as
-    ``METRIC_PHASE`` in the summary).  The built-in ``gan`` strategy is the default.
+    ``METRIC_PHASE`` in the summary); its ``sample(n, seed)`` draws the evaluation samples.  The
+    built-in ``gan`` strategy is the default.
     """
 
 

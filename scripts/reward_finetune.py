@@ -10,8 +10,9 @@ evaluation samples and their Fréchet distance before and after.  Methods:
   symmetry has weight 0: measured, not trained on);
 - ``gan``: ``gan`` with mirror symmetry as a second reward, entering through the softmax
   weights of the generator loss (``temperature``);
-- ``reinforce``, ``ppo``: the generator as a Gaussian policy (``noise``), realism and mirror
-  symmetry as black-box rewards, a KL penalty to the starting generator (``kl_coef``).
+- ``reinforce``, ``ppo``: the generator as a Gaussian policy (``noise``), realism through its
+  gradient (``pathwise``) and mirror symmetry as a black box, a KL penalty to the starting
+  generator (``kl_coef``).
 
 Writes ``OUT/table.md`` (mean ± sd over the runs), ``OUT/runs.json`` (every number) and copies
 each method's final sample grid of the first run to ``OUT/METHOD.png``.
@@ -38,13 +39,15 @@ BASE = {
 
 def methods(weight: float, temperature: float, kl_coef: float, noise: float, lr: float) -> dict[str, dict]:
     symmetry = {"realism": {"weight": 1.0}, "mirror_symmetry": {"weight": weight}}
-    policy = {"generator": {**BASE["generator"], "noise": noise}, "optimizer": {"generator_lr": lr}}
+    # the policies: realism through its gradient (as under gan), mirror symmetry as a black box
+    pathwise = {"realism": {"weight": 1.0, "pathwise": True}, "mirror_symmetry": {"weight": weight}}
+    policy = {"generator": {**BASE["generator"], "noise": noise}, "optimizer": {"generator_lr": lr}, "rewards": pathwise}
     return {
         # weight 0: measured at each evaluation, no part in training
         "none": {"strategy": {"name": "gan"}, "rewards": {"realism": {"weight": 1.0}, "mirror_symmetry": {"weight": 0.0}}},
         "gan": {"strategy": {"name": "gan"}, "rewards": symmetry, "loss": {"temperature": temperature}},
-        "reinforce": {"strategy": {"name": "reinforce", "kl_coef": kl_coef}, "rewards": symmetry, **policy},
-        "ppo": {"strategy": {"name": "ppo", "kl_coef": kl_coef}, "rewards": symmetry, **policy},
+        "reinforce": {"strategy": {"name": "reinforce", "kl_coef": kl_coef}, **policy},
+        "ppo": {"strategy": {"name": "ppo", "kl_coef": kl_coef}, **policy},
     }
 
 

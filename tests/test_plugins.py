@@ -1,3 +1,6 @@
+import ast
+import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +184,38 @@ def test_reward_context_carries_the_batch_and_models(tmp_path, registered):
     engine.run()
     assert seen["step"] == 2 and seen["labels"].shape == (16,) and seen["logits"].shape == (16,)
     assert seen["models"] == (engine.generator, engine.discriminator)
+
+
+def documented_api() -> dict[str, set[str]]:
+    """The names of docs/plugins.md's "The public API" section, by module."""
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    section = docs.split("## The public API", 1)[1].split("\n## ", 1)[0]
+    api = {}
+    for line in section.splitlines():
+        match = re.match(r"- `(rlgan_core[\w.]*)`: (.*)", line)
+        if match:
+            api[match[1]] = set(re.findall(r"`(\w+)`", match[2]))
+    return api
+
+
+def test_the_documented_api_exists():
+    api = documented_api()
+    assert "rlgan_core" in api and "rlgan_core.ops" in api
+    assert set(api["rlgan_core"]) == set(importlib.import_module("rlgan_core").__all__)
+    for module, names in api.items():
+        for name in names:
+            assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+
+
+def test_plugins_import_only_the_documented_api():
+    api = documented_api()
+    for path in sorted((ROOT / "plugins").rglob("*.py")):
+        if "build" in path.parts or "egg-info" in str(path):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rlgan_core"):
+                for alias in node.names:
+                    assert alias.name in api.get(node.module, set()), f"{path}: {node.module}.{alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("rlgan_core.") or alias.name in api, f"{path}: {alias.name}"

@@ -13,9 +13,10 @@ from safetensors.torch import load_file
 from rlgan_core import Reward, checkpoint, hookimpl
 from rlgan_core.builtin.strategies import ppo_loss, reinforce_loss
 from rlgan_core.checkpoint import list_checkpoints
-from rlgan_core.ops import advantages
+from rlgan_core.config import parse_config
 from rlgan_core.engine import Engine
 from rlgan_core.errors import ConfigError
+from rlgan_core.ops import advantages
 from rlgan_core.plugins import get_plugin_manager
 
 from helpers import tiny_config
@@ -105,11 +106,37 @@ def test_reinforce_resumes_exactly(tmp_path, brightness):
         assert torch.equal(value, resumed.generator.state_dict()[name]), name
 
 
-def test_reinforce_needs_a_policy_and_black_box_rewards(tmp_path, brightness):
+def test_reinforce_needs_a_policy(tmp_path, brightness):
     with pytest.raises(ConfigError, match="needs a generator that is a policy"):
         Engine(tiny_config(strategy={"name": "reinforce"}), tmp_path / "a")
-    with pytest.raises(ConfigError, match="pathwise = true"):
-        Engine(reinforce_config(rewards={"digit_class": {"pathwise": True}}), tmp_path / "b")
+
+
+@pytest.mark.parametrize("name", ["reinforce", "ppo"])
+def test_a_config_without_a_discriminator_table_trains_no_discriminator(tmp_path, brightness, name):
+    raw = {
+        "run": {"name": "nodisc", "steps": 20, "batch_size": 16, "device": "cpu"},
+        "strategy": {"name": name},
+        "generator": {"name": "mlp_generator", "latent_dim": 8, "hidden": [32], "noise": 0.1},
+        "rewards": {"numpy_brightness": {}},
+        "evaluation": {"every": 10, "samples": 100},
+        "checkpoint": {"every": 10},
+        "logging": {"progress": False, "tensorboard": False},
+    }
+    engine = Engine(parse_config(raw), tmp_path)
+    summary = engine.run()
+    assert list(engine.models) == ["generator"] and summary["steps"] == 20
+    tensors, state = checkpoint.load(list_checkpoints(tmp_path / "checkpoints")[-1])
+    assert state["roles"] == ["generator"] and not any(k.startswith("discriminator") for k in tensors)
+    # the realism reward reads a discriminator: asking for it builds one (the default model)
+    with_realism = Engine(parse_config({**raw, "rewards": {"realism": {}, "numpy_brightness": {}}}), tmp_path / "r")
+    assert list(with_realism.models) == ["generator", "discriminator"]
+
+
+def test_a_pathwise_reward_trains_through_reparameterised_samples(tmp_path):
+    """digit_class alone, pathwise: its gradient reaches the policy's mean through x = mean + std * noise."""
+    config = reinforce_config(run={"steps": 60, "batch_size": 32}, rewards={"digit_class": {"pathwise": True, "target": 3}})
+    summary = Engine(config, tmp_path).run()
+    assert summary["reward_digit_class"] > summary["reward_digit_class_initial"] + 1.0
 
 
 DDP_CONFIG = """
@@ -192,3 +219,15 @@ def test_mirror_symmetry_is_a_numpy_black_box():
     values = MirrorSymmetry(width=4)(torch.cat([symmetric, lopsided]).requires_grad_(), None)
     assert values.dtype == torch.float32 and not values.requires_grad
     assert values[0].item() == 0 and values[1].item() == pytest.approx(-(2 + 2 + 2 + 2 + 2 + 2) / 8)
+
+
+def test_inside_box_is_a_numpy_black_box():
+    from rlgan_core.builtin.rewards import InsideBox
+
+    points = torch.tensor([[0.5, 0.5], [1.5, 0.5], [1.0, 0.0], [-0.1, 0.2]], requires_grad=True)
+    values = InsideBox(lower=[0.0, 0.0], upper=[1.0, 1.0])(points, None)
+    assert values.tolist() == [1.0, 0.0, 1.0, 0.0] and not values.requires_grad
+    with pytest.raises(ValueError, match="lower <= upper"):
+        InsideBox(lower=[1.0, 0.0], upper=[0.0, 1.0])
+    with pytest.raises(ValueError, match="3 bounds"):
+        InsideBox(lower=[0, 0, 0], upper=[1, 1, 1])(points, None)

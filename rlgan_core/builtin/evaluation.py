@@ -1,5 +1,9 @@
 """Evaluation: the data source's own quality metrics of the evaluation samples, and the mean of each
-configured reward on them (``reward_NAME``; rewards that score each step of a sample are left out)."""
+configured reward on them (``reward_NAME``; rewards that score each step of a sample are left out).
+A reward that fails here leaves its metric out, with a warning; training, not evaluation, decides
+whether a failing reward stops the run (``run.on_bad_reward``)."""
+
+import warnings
 
 import torch
 
@@ -13,7 +17,11 @@ def rlgan_evaluate(engine, samples):
     on_device = samples.to(context.device)
     with torch.no_grad():
         for bound in context.rewards:
-            if not (getattr(bound.reward, "per_step", False) or getattr(bound.reward, "per_token", False)):
-                value = bound.reward(on_device, context.reward_context())
+            if getattr(bound.reward, "per_step", False) or getattr(bound.reward, "per_token", False):
+                continue
+            value, problem = context.call_reward(bound, on_device, context.reward_context())
+            if problem:
+                warnings.warn(f"evaluation: {problem}; reward_{bound.name} left out", stacklevel=1)
+            else:
                 metrics[f"reward_{bound.name}"] = float(value.float().mean())
     return metrics

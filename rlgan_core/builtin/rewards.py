@@ -1,5 +1,5 @@
-"""Built-in rewards: the discriminator's judgement, a digit class chosen by the user, and a black box
-(mirror symmetry, computed in NumPy)."""
+"""Built-in rewards: the discriminator's judgement, a digit class chosen by the user, and black boxes
+computed in NumPy (mirror symmetry of an image; a point inside a box)."""
 
 import numpy as np
 import torch
@@ -59,6 +59,23 @@ class MirrorSymmetry(Reward):
         return torch.from_numpy(values.astype(np.float32)).to(samples.device)
 
 
+class InsideBox(Reward):
+    """1 for a sample inside the box ``lower <= x <= upper`` (element-wise), 0 outside; in NumPy: a
+    black box with no gradient, for steering samples of low-dimensional data into a region."""
+
+    def __init__(self, lower: list[float] = (0.0, 0.0), upper: list[float] = (1.0, 1.0)):
+        if len(lower) != len(upper) or any(a > b for a, b in zip(lower, upper)):
+            raise ValueError(f"lower and upper must have the same length and lower <= upper, got {lower}, {upper}")
+        self.lower, self.upper = np.asarray(lower, dtype=np.float32), np.asarray(upper, dtype=np.float32)
+
+    def __call__(self, samples, context):
+        points = samples.detach().cpu().numpy().reshape(len(samples), -1)
+        if points.shape[1] != len(self.lower):
+            raise ValueError(f"inside_box has {len(self.lower)} bounds; samples have {points.shape[1]} values")
+        inside = ((points >= self.lower) & (points <= self.upper)).all(axis=1)
+        return torch.from_numpy(inside.astype(np.float32)).to(samples.device)
+
+
 def _copy_to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     import copy
 
@@ -70,3 +87,4 @@ def rlgan_register_rewards(register):
     register("realism", Realism)
     register("digit_class", DigitClass)
     register("mirror_symmetry", MirrorSymmetry)
+    register("inside_box", InsideBox)

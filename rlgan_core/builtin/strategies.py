@@ -10,7 +10,9 @@ strategy here takes ``init_from = RUN_DIR``: start from the models of a trained 
 Each step samples from the policy, scores the samples with the configured rewards (any function of
 the samples: they carry no gradient), and takes a score-function gradient step on
 ``-(A * log pi(x)).mean() - entropy_coef * H``, with the advantages ``A`` the weighted rewards less
-the ``[loss] baseline`` over the global batch.  The discriminator, when a reward needs it (the
+the ``[loss] baseline`` over the global batch.  A differentiable reward with ``pathwise = true``
+(such as ``realism``) enters through its gradient instead, on the samples reparameterised as
+``mean + std * noise``: ``- weight * reward(x).mean()`` joins the loss, and it has no part in ``A``.  The discriminator, when a reward needs it (the
 ``realism`` reward), is trained as in ``gan``; ``discriminator_steps = 0`` skips that.
 
 ``ppo``: ``reinforce`` with ``epochs`` updates per sampled batch on PPO's clipped surrogate (the
@@ -116,9 +118,17 @@ class Reinforce(Strategy):
                 generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=context.device)))
         except TypeError as error:
             raise ConfigError(f"{needs}: {error}") from None
-        for bound in context.rewards:
-            if bound.pathwise:
-                raise ConfigError(f"[rewards.{bound.name}] pathwise = true: {name} uses rewards as black boxes")
+        pathwise = [bound for bound in context.rewards if bound.pathwise]
+        if pathwise:
+            with torch.no_grad():
+                test = generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=context.device)))
+            if not test.has_rsample:
+                raise ConfigError(f"[rewards.{pathwise[0].name}] pathwise = true: the policy of [generator] "
+                                  f"{context.config.generator.name!r} has no reparameterised samples")
+        self.pathwise = pathwise
+        # black-box rewards enter through the advantages, pathwise ones through their gradient
+        self.score_weights = torch.tensor([0.0 if b.pathwise else b.weight for b in context.rewards] or [0.0],
+                                          device=context.device)
         # the discriminator, when the run has one, trains as under `gan`
         self.discriminator_steps = discriminator_steps if context.discriminator is not None else 0
         if init_from:
@@ -138,14 +148,32 @@ class Reinforce(Strategy):
             reference = reference_model.distribution(reference_model(latents))
         return self.kl_coef * torch.distributions.kl_divergence(policy, reference).mean()
 
+    def pathwise_term(self, policy, samples, latents):
+        """Minus the weighted pathwise rewards of ``samples``, reparameterised as draws of ``policy``
+        (the same values, with gradients to the policy's mean and scale), averaged over the batch
+        (0 without pathwise rewards)."""
+        if not self.pathwise:
+            return 0.0
+        noise = (samples - policy.mean.detach()) / policy.stddev.detach()
+        drawn = policy.mean + policy.stddev * noise
+        discriminator = self.context.discriminator
+        if discriminator is not None:
+            discriminator.requires_grad_(False)
+        reward_context = self.context.reward_context(latents=latents)
+        term = -sum(bound.weight * bound.reward(drawn, reward_context).mean() for bound in self.pathwise)
+        if discriminator is not None:
+            discriminator.requires_grad_(True)
+        return term
+
     def step(self):
         started = time.perf_counter()
         latents, outputs, samples, rewards, losses = self.rollout(differentiable=True)
         if rewards is not None:
             policy = self.context.generator.distribution(outputs)
-            advantages = self.context.advantages(rewards).to(samples.dtype)
+            advantages = self.context.advantages(rewards, self.score_weights).to(samples.dtype)
             loss = reinforce_loss(policy, samples, advantages, self.context.config.loss.entropy_coef)
-            losses["generator"] = self.update(loss + self.kl_penalty(policy, latents))
+            loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
+            losses["generator"] = self.update(loss)
         return self.context.step_output(losses, rewards, started, len(latents))
 
     def rollout(self, differentiable=False):
@@ -218,13 +246,14 @@ class PPO(Reinforce):
         started = time.perf_counter()
         latents, outputs, samples, rewards, losses = self.rollout()
         if rewards is not None:
-            advantages = context.advantages(rewards).to(samples.dtype)
+            advantages = context.advantages(rewards, self.score_weights).to(samples.dtype)
             with torch.no_grad():
                 old_log_prob = context.generator.distribution(outputs).log_prob(samples)
             for _ in range(self.epochs):
                 policy = context.generator.distribution(context.trained_generator(latents))
                 loss = ppo_loss(policy, samples, old_log_prob, advantages, self.clip, context.config.loss.entropy_coef)
-                losses["generator"] = self.update(loss + self.kl_penalty(policy, latents))
+                loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
+                losses["generator"] = self.update(loss)
         return context.step_output(losses, rewards, started, len(latents))
 
 

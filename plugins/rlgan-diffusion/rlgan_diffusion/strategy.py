@@ -17,7 +17,7 @@ keep ``[optimizer] generator_lr``), and clips the gradient norm at ``max_grad_no
 clipping): a step's log-probability has gradients of the order of ``1 / std^2``, large for the
 late, nearly noise-free steps.  ``init_from = RUN_DIR`` starts from a trained run (such as a finished pre-training), and
 ``kl_coef`` adds ``kl_coef * KL`` between each step's Gaussian and the one of the frozen model
-training started as (its ``reference``): fine-tuning that stays close to the pre-trained model.
+the DDPO phase started as (its ``reference``): fine-tuning that stays close to the pre-trained model.
 """
 
 import copy
@@ -69,6 +69,10 @@ class DDPO(Strategy):
         return self.policy_round(started)
 
     def start_policy_optimizer(self):
+        """The DDPO phase starts: the reference of the KL penalty becomes the model as it is now
+        (pre-trained), and the optimizer starts afresh at ``policy_lr``."""
+        if self.kl_coef:
+            self.context.models["reference"].load_state_dict(self.context.generator.state_dict())
         optimizer = self.context.generator_optimizer
         optimizer.state.clear()
         for group in optimizer.param_groups:

@@ -129,3 +129,16 @@ def test_two_processes_equal_one_with_the_doubled_batch(tmp_path):
     assert names
     for name in names:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
+
+
+def test_the_kl_reference_is_the_model_the_ddpo_phase_starts_from(tmp_path):
+    engine = Engine(config(strategy={"pretrain_steps": 5, "kl_coef": 0.1}), tmp_path)
+    for _ in range(5):
+        engine.train_step()
+        engine.state.step += 1
+    pretrained = {k: v.clone() for k, v in engine.generator.state_dict().items()}
+    output = engine.train_step()  # the first DDPO round: KL 0 before its update
+    reference = engine.models["reference"].state_dict()
+    assert all(torch.equal(reference[k], v) for k, v in pretrained.items())
+    assert not all(torch.equal(engine.generator.state_dict()[k], v) for k, v in pretrained.items())
+    assert "generator" in output.losses
