@@ -12,8 +12,9 @@ the samples: they carry no gradient), and takes a score-function gradient step o
 ``-(A * log pi(x)).mean() - entropy_coef * H``, with the advantages ``A`` the weighted rewards less
 the ``[loss] baseline`` over the global batch.  A differentiable reward with ``pathwise = true``
 (such as ``realism``) enters through its gradient instead, on the samples reparameterised as
-``mean + std * noise``: ``- weight * reward(x).mean()`` joins the loss, and it has no part in ``A``.  The discriminator, when a reward needs it (the
-``realism`` reward), is trained as in ``gan``; ``discriminator_steps = 0`` skips that.
+``mean + std * noise``: ``- weight * reward(x).mean()`` joins the loss, and it has no part in
+``A``.  The discriminator, when the run has one, is trained as in ``gan``, on the policy's
+samples; ``discriminator_steps = 0`` skips that.
 
 ``ppo``: ``reinforce`` with ``epochs`` updates per sampled batch on PPO's clipped surrogate (the
 importance ratio against the policy that drew the batch, clipped to ``1 ± clip``).
@@ -36,14 +37,15 @@ from ..hookspecs import hookimpl
 from ..strategy import Strategy
 
 
-def discriminator_updates(context, steps):
-    """``steps`` updates of the discriminator on real and generated batches; the last batch and loss."""
+def discriminator_updates(context, steps, generate=None):
+    """``steps`` updates of the discriminator on real and generated batches; the last batch and loss.
+    ``generate(latents)`` makes the generated batch (by default ``generator(latents)``)."""
     batch, discriminator_loss = context.next_batch(), torch.zeros((), device=context.device)
     for index in range(steps):
         batch = batch if index == 0 else context.next_batch()
         real = batch["x"]
         with torch.no_grad():
-            fake = context.generator(context.sample_latents())
+            fake = (generate or context.generator)(context.sample_latents())
         logits = context.trained_discriminator(torch.cat([real, fake]))
         discriminator_loss = F.softplus(-logits[: len(real)]).mean() + F.softplus(logits[len(real) :]).mean()
         context.discriminator_optimizer.zero_grad(set_to_none=True)
@@ -182,20 +184,26 @@ class Reinforce(Strategy):
         model, ready for a loss; else without gradient), its samples (no gradient), the rewards
         (``None`` for a skipped batch) and the losses so far."""
         context = self.context
-        batch, discriminator_loss = discriminator_updates(context, self.discriminator_steps)
+        batch, discriminator_loss = discriminator_updates(context, self.discriminator_steps, self.draw_samples)
         latents = context.sample_latents()
         with torch.set_grad_enabled(differentiable):
             outputs = (context.trained_generator if differentiable else context.generator)(latents)
         with torch.no_grad():
-            # drawn for the global batch on every rank, each keeping its rows: N processes draw
-            # what one process would
-            everyone = context.generator.distribution(distributed.gather_rows(outputs.detach()))
-            samples = distributed.local_part(draw(context, everyone))
+            samples = self.draw_samples(latents, outputs.detach())
             logits = context.discriminator(samples) if context.discriminator is not None else None
         reward_context = context.reward_context(discriminator_logits=logits, latents=latents, batch=batch)
         rewards = context.compute_rewards(samples, reward_context)
         losses = {"discriminator": discriminator_loss} if self.discriminator_steps else {}
         return latents, outputs, samples, rewards, losses
+
+    def draw_samples(self, latents, outputs=None):
+        """The policy's samples for ``latents`` (around ``outputs``, when computed already), drawn
+        for the global batch on every rank, each keeping its rows: N processes draw what one
+        process would.  The discriminator learns from these, the samples the rewards score."""
+        context = self.context
+        outputs = context.generator(latents) if outputs is None else outputs
+        everyone = context.generator.distribution(distributed.gather_rows(outputs))
+        return distributed.local_part(draw(context, everyone))
 
     def update(self, loss):
         """One optimiser step of the generator on ``loss``; returns it, detached."""
