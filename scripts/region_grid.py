@@ -9,6 +9,8 @@ Trains each method from scratch on ``configs/gaussians25.toml``'s data and model
 - ``gan``: ``gan``, the reward entering through the softmax weights of the generator loss;
 - ``ppo``: the generator as a Gaussian policy (``noise``), realism through its gradient and the
   box as a black box;
+- ``gan, fine-tuned`` and ``ppo, fine-tuned``: the same, for 1,000 steps from the seed's finished
+  ``none`` run (``init_from``);
 - ``ddpo``: the ``rlgan-diffusion`` plugin: denoising pre-training, then DDPO on the box.
 
 Writes ``OUT/table.md``, ``OUT/runs.json`` and each method's samples of the first seed as
@@ -44,6 +46,15 @@ METHODS = {
         "generator": {**BASE["generator"], "noise": 0.05},
         "rewards": {"realism": {"pathwise": True}, **BOX},
     },
+    # the same two, fine-tuning the finished `none` run of the seed for 1,000 steps
+    "gan, fine-tuned": {"strategy": {"name": "gan"}, "rewards": {"realism": {}, **BOX}, "loss": {"temperature": 2.0},
+                        "run": {"steps": 1000}, "init_from": "none"},
+    "ppo, fine-tuned": {
+        "strategy": {"name": "ppo"},
+        "generator": {**BASE["generator"], "noise": 0.05},
+        "rewards": {"realism": {"pathwise": True}, **BOX},
+        "run": {"steps": 1000}, "init_from": "none",
+    },
     "ddpo": {
         "run": {"steps": 3300},
         "generator": {"name": "mlp_denoiser", "hidden": [256, 256, 256], "sample_steps": 50},
@@ -65,13 +76,18 @@ def main() -> int:
     results = {}
     for name in args.methods:
         for index, seed in enumerate(args.seeds):
-            config = {**BASE, **METHODS[name]}
+            method = dict(METHODS[name])
+            start = method.pop("init_from", None)
+            config = {**BASE, **method}
             config = {table: values for table, values in config.items() if values is not None}
-            config["run"] = {**BASE["run"], **METHODS[name].get("run", {}), "name": f"{name}-seed{seed}", "seed": seed}
-            run_dir = out / "runs" / f"{name}-seed{seed}"
+            folder = name.replace(", ", "-").replace(" ", "-")
+            config["run"] = {**BASE["run"], **method.get("run", {}), "name": f"{folder}-seed{seed}", "seed": seed}
+            if start:
+                config["strategy"] = {**config["strategy"], "init_from": str((out / "runs" / f"{start}-seed{seed}").resolve())}
+            run_dir = out / "runs" / f"{folder}-seed{seed}"
             if not (run_dir / "summary.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
-                path = out / "runs" / f"{name}-seed{seed}.toml"
+                path = out / "runs" / f"{folder}-seed{seed}.toml"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(to_toml(config))
                 subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(path), "--run-dir", str(run_dir)],
@@ -84,7 +100,7 @@ def main() -> int:
                 "high_quality": summary["high_quality_fraction"],
             })
             if index == 0:
-                shutil.copy(run_dir / "samples.png", out / f"{name}.png")
+                shutil.copy(run_dir / "samples.png", out / f"{folder}.png")
     (out / "runs.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     table = render(results)
     (out / "table.md").write_text(table)
