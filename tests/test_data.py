@@ -55,3 +55,20 @@ def test_digits_metrics_separate_real_from_noise():
     real = source.metrics(Digits("test").tensors()["x"])
     noise = source.metrics(torch.rand(360, 64) * 2 - 1)
     assert real["classes_covered"] == 10 and real["frechet_distance"] < noise["frechet_distance"] / 10
+
+
+def test_mode_statistics_on_hand_made_points():
+    """High quality: within 3 std of the nearest mode (exactly 3 std counts); a mode is covered when
+    it is the nearest mode of at least one high-quality sample."""
+    from rlgan_core.metrics import mode_statistics
+
+    means = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    std = 0.5
+    samples = torch.tensor([
+        [1.5, 0.0],      # exactly 3 std from mode 0: high quality, covers it
+        [10.0, 1.5001],  # just beyond 3 std from mode 1: low quality, mode 1 stays uncovered
+        [5.0, 5.0],      # far from every mode
+        [0.0, 10.2],     # near mode 2
+    ])
+    stats = mode_statistics(samples, means, std)
+    assert stats == {"modes_covered": 2.0, "modes_total": 3.0, "high_quality_fraction": 0.5}
