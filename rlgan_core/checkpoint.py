@@ -58,6 +58,22 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.name.startswith(PREFIX) and path.is_dir())
 
 
+def newest(path: Path) -> Path | None:
+    """``path`` itself when it is a checkpoint folder, else the newest checkpoint of the run folder
+    ``path`` (``None`` when it has none)."""
+    path = Path(path)
+    if (path / STATE).exists():
+        return path
+    found = list_checkpoints(path / "checkpoints")
+    return found[-1] if found else None
+
+
+def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a checkpoint's ``tensors`` under ``prefix.`` (one model role, one plugin's
+    state), without the prefix."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
 def load(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read and verify a checkpoint folder; a clear :class:`CheckpointError` for anything amiss."""
     path = Path(path)

@@ -104,12 +104,9 @@ def cmd_sample(args) -> int:
     from .engine import Engine
     from .errors import CheckpointError
 
-    path = Path(args.checkpoint)
-    if not (path / checkpoint.STATE).exists():
-        saved = checkpoint.list_checkpoints(path / "checkpoints")
-        if not saved:
-            raise CheckpointError(f"{path}: neither a checkpoint nor a run folder with checkpoints")
-        path = saved[-1]
+    path = checkpoint.newest(args.checkpoint)
+    if path is None:
+        raise CheckpointError(f"{args.checkpoint}: neither a checkpoint nor a run folder with checkpoints")
     _, state = checkpoint.load(path)
     config = parse_config(state["config"], f"{path}/state.json")
     config.logging.progress = False

@@ -10,7 +10,6 @@ exactly.
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -114,13 +113,12 @@ class TrainingContext:
         role both runs have, which must have this run's shapes.  Parameters the checkpoint lacks,
         such as a policy's standard deviation, keep their initial values."""
         where = f"[strategy] init_from = {run_dir!r}"
-        path = Path(run_dir)
-        found = checkpoint.list_checkpoints(path / "checkpoints") if (path / "checkpoints").is_dir() else [path]
-        if not found or not (found[-1] / checkpoint.TENSORS).exists():
+        path = checkpoint.newest(run_dir)
+        if path is None:
             raise ConfigError(f"{where}: no checkpoint there")
-        tensors, _ = checkpoint.load(found[-1])
+        tensors, _ = checkpoint.load(path)
         for role, module in self.models.items():
-            saved = {k[len(role) + 1:]: v for k, v in tensors.items() if k.startswith(role + ".")}
+            saved = checkpoint.section(tensors, role)
             if not saved and role != "generator":
                 continue
             try:

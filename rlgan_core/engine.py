@@ -179,14 +179,14 @@ class Engine:
         tensors, state = checkpoint.load(path)
         try:
             for role, module in context.models.items():
-                module.load_state_dict(_part(tensors, role))
+                module.load_state_dict(checkpoint.section(tensors, role))
             for role, optimizer in context.optimizers.items():
                 prefix = f"{role}_optimizer"
                 optimizer.load_state_dict(_join_optimizer_state(state["optimizers"][prefix], prefix, tensors))
             context.set_rng_states({name[len("rng."):]: v for name, v in tensors.items() if name.startswith("rng.")})
             context.data_order = tensors["data.order"]
             for prefix, holder in self._stateful_parts():
-                holder.load_state_dict(_part(tensors, prefix))
+                holder.load_state_dict(checkpoint.section(tensors, prefix))
             self.state.step, self.state.metrics = state["step"], state["metrics"]
             self.state.initial_metrics, self.state.skipped_batches = state["initial_metrics"], state["skipped_batches"]
             self.state.phase_metrics = state["phase_metrics"]
@@ -273,11 +273,6 @@ def _check_options(factory, options: dict, where: str, positional: int) -> None:
     for key in options:
         if key not in accepted:
             raise ConfigError(f"{where}: unknown option {key!r} (accepted: {', '.join(accepted) or 'none'})")
-
-
-def _part(tensors: dict, prefix: str) -> dict:
-    """The entries of ``tensors`` under ``prefix.``, without it."""
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
 def _split_optimizer_state(state_dict: dict, prefix: str, tensors: dict) -> dict:

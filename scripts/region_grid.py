@@ -21,11 +21,10 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from reward_finetune import to_toml
+from reward_finetune import train
 
 BOX = {"inside_box": {"weight": 1.0, "lower": [1.0, -5.0], "upper": [5.0, 5.0]}}
 BASE = {
@@ -85,14 +84,7 @@ def main() -> int:
             if start:
                 config["strategy"] = {**config["strategy"], "init_from": str((out / "runs" / f"{start}-seed{seed}").resolve())}
             run_dir = out / "runs" / f"{folder}-seed{seed}"
-            if not (run_dir / "summary.json").exists():
-                shutil.rmtree(run_dir, ignore_errors=True)
-                path = out / "runs" / f"{folder}-seed{seed}.toml"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(to_toml(config))
-                subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(path), "--run-dir", str(run_dir)],
-                               check=True, stdout=subprocess.DEVNULL)
-            summary = json.loads((run_dir / "summary.json").read_text())
+            summary = train(config, run_dir)
             results.setdefault(name, []).append({
                 "seed": seed,
                 "inside": summary["reward_inside_box"],

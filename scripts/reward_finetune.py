@@ -65,6 +65,19 @@ def to_toml(config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train(config: dict, run_dir: Path) -> dict:
+    """Train ``config`` into ``run_dir`` (its TOML beside it, ``RUN_DIR.toml``) unless a finished
+    run is there already; return the run's summary."""
+    if not (run_dir / "summary.json").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        path = run_dir.with_name(run_dir.name + ".toml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_toml(config))
+        subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(path), "--run-dir", str(run_dir)],
+                       check=True, stdout=subprocess.DEVNULL)
+    return json.loads((run_dir / "summary.json").read_text())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", nargs="+", required=True, help="finished digits runs, one per seed")
@@ -88,14 +101,7 @@ def main() -> int:
             config["run"] = {**BASE["run"], "name": f"{name}-seed{seed}", "seed": seed, "steps": args.steps}
             config["strategy"] = {**config["strategy"], "init_from": str(Path(pretrained).resolve())}
             run_dir = out / "runs" / f"{name}-seed{seed}"
-            if not (run_dir / "summary.json").exists():
-                shutil.rmtree(run_dir, ignore_errors=True)
-                path = out / "runs" / f"{name}-seed{seed}.toml"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(to_toml(config))
-                subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(path), "--run-dir", str(run_dir)],
-                               check=True, stdout=subprocess.DEVNULL)
-            summary = json.loads((run_dir / "summary.json").read_text())
+            summary = train(config, run_dir)
             results.setdefault(name, []).append({
                 "seed": seed,
                 "reward_start": summary["reward_mirror_symmetry_initial"],
@@ -107,8 +113,9 @@ def main() -> int:
             if index == 0:
                 shutil.copy(run_dir / "samples.png", out / f"{name}.png")
     (out / "runs.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    (out / "table.md").write_text(render(results))
-    print(render(results))
+    table = render(results)
+    (out / "table.md").write_text(table)
+    print(table)
     return 0
 
 

@@ -117,14 +117,12 @@ class Reinforce(Strategy):
             raise ConfigError(f"{needs} has no distribution(outputs) method")
         try:  # a model may be a policy only with some options (mlp_generator: noise > 0)
             with torch.no_grad():
-                generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=context.device)))
+                probe = generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=context.device)))
         except TypeError as error:
             raise ConfigError(f"{needs}: {error}") from None
         pathwise = [bound for bound in context.rewards if bound.pathwise]
         if pathwise:
-            with torch.no_grad():
-                test = generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=context.device)))
-            if not test.has_rsample:
+            if not probe.has_rsample:
                 raise ConfigError(f"[rewards.{pathwise[0].name}] pathwise = true: the policy of [generator] "
                                   f"{context.config.generator.name!r} has no reparameterised samples")
         self.pathwise = pathwise
