@@ -81,8 +81,7 @@ class DDPO(Strategy):
     def denoise(self, started):
         context, model = self.context, self.context.generator
         x0 = context.next_batch()["x"]
-        uniform = context.noise(size=len(x0) * context.world_size, uniform=True)
-        noise = context.noise(*model.shape, size=len(x0) * context.world_size)
+        uniform, noise = context.noise(uniform=True), context.noise(*model.shape)  # as the batch: global, local part
         loss = model.denoising_loss(x0, uniform, noise, model=context.trained_generator)
         self.update(loss)
         return context.step_output({"denoise": loss.detach()}, None, started, len(x0))
