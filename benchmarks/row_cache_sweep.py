@@ -1,7 +1,10 @@
-"""Time the CUDA policy loss (forward+backward, fused): rows in registers, in shared memory, or
-read twice (second pass mostly from L2).
+"""Time the CUDA policy loss (forward+backward, fused, calls queued as in
+``benchmarks/throughput_cuda.py``) with each way of holding a row between its two passes: the
+default (registers; rows too long for one block split over a cluster of blocks on Hopper), one
+block per row with registers plus shared memory, shared memory only, or read twice (the second
+pass mostly from L2).
 
-    python benchmarks/row_cache_sweep.py            # runs one child process per budget
+    python benchmarks/row_cache_sweep.py            # runs one child process per variant
 """
 
 import os
@@ -11,9 +14,10 @@ import sys
 import torch
 
 SHAPES = [(4096, 32768, torch.float32), (4096, 32768, torch.bfloat16), (16384, 8192, torch.float32),
-          (4096, 65536, torch.bfloat16)]
+          (4096, 65536, torch.float32), (4096, 131072, torch.bfloat16), (16384, 128256, torch.bfloat16)]
 VARIANTS = {  # name: environment
-    "registers": {},
+    "default": {},
+    "no cluster": {"RLGAN_CUDA_CLUSTER": "0"},
     "shared memory": {"RLGAN_CUDA_REGISTER_ROWS": "0", "RLGAN_CUDA_ROW_CACHE_BYTES": str(160 * 1024)},
     "read twice": {"RLGAN_CUDA_REGISTER_ROWS": "0", "RLGAN_CUDA_ROW_CACHE_BYTES": "0"},
 }
@@ -21,41 +25,22 @@ VARIANTS = {  # name: environment
 
 def child():
     from rlgan_core import extension, ops
+    from throughput_cuda import queued_ms
 
     extension.set_backend("fused")
     for n, v, dtype in SHAPES:
         source = torch.randn(n, v, device="cuda", dtype=dtype)
         actions = torch.randint(0, v, (n,), device="cuda")
         advantages = torch.randn(n, device="cuda")
-        grad_out = torch.ones((), device="cuda")
-        times = []
-        for _ in range(30):
-            x = source.clone().requires_grad_()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            loss = ops.policy_gradient_loss(x, actions, advantages, entropy_coef=0.01)
-            loss.backward(grad_out)
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        median = sorted(times[5:])[len(times[5:]) // 2]
-        copy = copy_time(source)
-        gbps = 2 * n * v * dtype.itemsize / median / 1e6
-        print(f"{os.environ['RLGAN_VARIANT']:>13} N={n} V={v} {str(dtype)[6:]:9} {median:.3f} ms {gbps:.0f} GB/s, copy {copy:.3f} ms: {copy / median:.0%} of the copy roofline")
-
-
-def copy_time(source):
-    """Median time of one read and one write of ``source`` (the roofline), by CUDA events."""
-    destination = torch.empty_like(source)
-    times = []
-    for _ in range(30):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        destination.copy_(source)
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times[5:])[len(times[5:]) // 2]
+        destination = torch.empty_like(source)
+        ms = queued_ms(lambda x: ops.policy_gradient_loss(x, actions, advantages, entropy_coef=0.01).backward(),
+                       source.clone)
+        copy = queued_ms(lambda x: destination.copy_(x), source.clone, needs_grad=False)
+        gbps = 2 * n * v * dtype.itemsize / ms / 1e6
+        print(f"{os.environ['RLGAN_VARIANT']:>13} N={n} V={v} {str(dtype)[6:]:9} {ms:.3f} ms {gbps:.0f} GB/s, "
+              f"copy {copy:.3f} ms: {copy / ms:.0%} of the copy roofline", flush=True)
+        del source, destination
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

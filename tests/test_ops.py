@@ -358,7 +358,7 @@ def reference_case(kind, n, v, dtype, device, seed):
 
 REFERENCE_CASES = [("plain", 8, 1000), ("large", 8, 1000), ("minus_inf", 8, 1000), ("ignored", 8, 1000),
                    ("plain", 3, 1), ("plain", 4, 32000), ("minus_inf", 3, 65536), ("ignored", 3, 131072),
-                   ("plain", 2, 131072)]
+                   ("plain", 2, 131072), ("minus_inf", 3, 100000)]
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["new_gradient", "inplace"])
