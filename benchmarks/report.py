@@ -1,4 +1,5 @@
-"""Turn pytest-benchmark JSON files into the tables of BENCHMARKS.md (one table per group).
+"""Turn pytest-benchmark JSON files, and those of ``benchmarks/throughput_cuda.py``, into the tables
+of BENCHMARKS.md (one table per group, or per shape).
 
     python benchmarks/report.py benchmarks/results/*.json
 """
@@ -12,6 +13,8 @@ REFERENCE_ROWS = ("copy", "backward_floor")  # bounds to compare with, not imple
 
 def table(path):
     data = json.load(open(path))
+    if "rows" in data:
+        return queued_table(path, data)
     groups = defaultdict(list)
     for bench in data["benchmarks"]:
         groups[bench["group"]].append(bench)
@@ -33,6 +36,21 @@ def table(path):
             lines.append(f"| {name} | {median * 1e3:.3f} ms | {median / fastest:.2f}x | {rate} | {roofline} | "
                          f"{peak / 2**20:.0f} MiB |" if peak is not None else
                          f"| {name} | {median * 1e3:.3f} ms | {median / fastest:.2f}x | {rate} | {roofline} | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def queued_table(path, data):
+    """A ``throughput_cuda.py`` file: per-call times of calls queued back to back."""
+    shapes = defaultdict(list)
+    for row in data["rows"]:
+        shapes[(row["n"], row["v"], row["dtype"], row["device_name"])].append(row)
+    lines = [f"From `{path}` (torch {data['torch']}, {data['calls']} calls queued, median of {data['repeats']}):", ""]
+    for (n, v, dtype, device), rows in shapes.items():
+        lines += [f"**policy loss with entropy vs Liger-Kernel N={n} V={v} {dtype} {device} forward_backward, calls queued**",
+                  "", "| implementation | per call | GB/s | of copy roofline |", "|---|---|---|---|"]
+        for row in sorted(rows, key=lambda r: r["ms"]):
+            lines.append(f"| {row['implementation']} | {row['ms']:.3f} ms | {row['gb_per_s']:.0f} | {row['of_copy']:.0%} |")
         lines.append("")
     return "\n".join(lines)
 

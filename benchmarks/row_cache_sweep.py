@@ -1,8 +1,7 @@
 """Time the CUDA policy loss (forward+backward, fused, calls queued as in
 ``benchmarks/throughput_cuda.py``) with each way of holding a row between its two passes: the
-default (registers; rows too long for one block split over a cluster of blocks on Hopper), one
-block per row with registers plus shared memory, shared memory only, or read twice (the second
-pass mostly from L2).
+default (registers, then registers plus shared memory), shared memory only, or read twice (the
+second pass mostly from L2).
 
     python benchmarks/row_cache_sweep.py            # runs one child process per variant
 """
@@ -17,7 +16,6 @@ SHAPES = [(4096, 32768, torch.float32), (4096, 32768, torch.bfloat16), (16384, 8
           (4096, 65536, torch.float32), (4096, 131072, torch.bfloat16), (16384, 128256, torch.bfloat16)]
 VARIANTS = {  # name: environment
     "default": {},
-    "no cluster": {"RLGAN_CUDA_CLUSTER": "0"},
     "shared memory": {"RLGAN_CUDA_REGISTER_ROWS": "0", "RLGAN_CUDA_ROW_CACHE_BYTES": str(160 * 1024)},
     "read twice": {"RLGAN_CUDA_REGISTER_ROWS": "0", "RLGAN_CUDA_ROW_CACHE_BYTES": "0"},
 }

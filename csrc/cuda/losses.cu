@@ -9,7 +9,6 @@
 // gradient, mostly from L2.  An action outside [0, V) that is not ignore_index is never used as
 // an index: its row's loss and gradient become NaN (rlgan_core.ops then raises, see
 // docs/kernels.md).
-#include <cooperative_groups.h>
 #include <cuda_pipeline.h>
 
 #include <ATen/ATen.h>
@@ -204,8 +203,7 @@ __device__ __forceinline__ void fill_row(Pack<scalar_t, VEC>* out, int64_t packs
 }
 
 // Rows with nothing to compute: an ignored row (loss 0, gradient 0) or a row whose action lies
-// outside [0, V) (loss NaN, gradient NaN; row_loss is written unless null).  Returns true when
-// the row was handled.
+// outside [0, V) (loss NaN, gradient NaN).  Returns true when the row was handled.
 template <typename scalar_t, typename acc_t, int VEC>
 __device__ __forceinline__ bool skip_row(int64_t action, int64_t ignore_index, int64_t v_size,
                                          Pack<scalar_t, VEC>* out, int64_t packs, acc_t* row_loss) {
@@ -213,7 +211,7 @@ __device__ __forceinline__ bool skip_row(int64_t action, int64_t ignore_index, i
   if (!ignored && action >= 0 && action < v_size) return false;
   const float value = ignored ? 0.0f : __int_as_float(0x7fc00000);  // quiet NaN
   if (out != nullptr) fill_row(out, packs, value);
-  if (threadIdx.x == 0 && row_loss != nullptr) *row_loss = static_cast<acc_t>(value);
+  if (threadIdx.x == 0) *row_loss = static_cast<acc_t>(value);
   return true;
 }
 
@@ -379,100 +377,6 @@ __global__ void __launch_bounds__(1024) policy_loss_resident_kernel(
     out[i] = gradient_pack(cache[i - in_registers], i * VEC, action, m, log_s, entropy, a_term, b_term);
 }
 
-// Rows too long for one block's registers, split over a thread-block cluster (Hopper and later):
-// each of the cluster's PARTS blocks keeps its slice of the row in registers, takes the slice's
-// statistics, reads the other slices' statistics through distributed shared memory and merges them
-// in a fixed order (every block gets the same row statistics), then writes its slice's gradient.
-// The row is read once and written once, as in the resident kernel, but a slice is small enough
-// that several blocks (slices of different rows) share a multiprocessor: one block's exponentials
-// overlap another's loads, where a whole long row per block would leave the multiprocessor idle on
-// memory while its block computes.
-constexpr int CLUSTER_THREADS = 256, CLUSTER_PPT = 8;
-
-template <typename scalar_t, typename acc_t, int VEC, int PPT>
-__global__ void __launch_bounds__(CLUSTER_THREADS, 3) policy_loss_cluster_kernel(
-    const scalar_t* __restrict__ logits, scalar_t* grad, const int64_t* __restrict__ actions,
-    const acc_t* __restrict__ advantages, const int64_t* __restrict__ valid_rows, acc_t* __restrict__ row_loss,
-    int64_t v_size, acc_t entropy_coef, int64_t ignore_index, bool mean) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  using P = Pack<scalar_t, VEC>;
-  namespace cg = cooperative_groups;
-  __shared__ acc_t scratch[32];
-  __shared__ Stats<acc_t> slice_stats;
-  const cg::cluster_group cluster = cg::this_cluster();
-  const int parts = static_cast<int>(cluster.num_blocks());
-  const int part = static_cast<int>(cluster.block_rank());
-  const int64_t row = blockIdx.x / parts;
-  const int64_t action = actions[row];
-  const int64_t packs = v_size / VEC;
-  const int64_t slice = (packs + parts - 1) / parts;
-  const int64_t begin = std::min<int64_t>(packs, part * slice);
-  const int64_t count = std::min<int64_t>(packs, begin + slice) - begin;
-  const P* x = reinterpret_cast<const P*>(logits + row * v_size) + begin;
-  P* out = grad == nullptr ? nullptr : reinterpret_cast<P*>(grad + row * v_size) + begin;
-  // every block of the cluster sees the same action, so all skip or none does
-  if (skip_row<scalar_t, acc_t, VEC>(action, ignore_index, v_size, out, count, part == 0 ? row_loss + row : nullptr))
-    return;
-  // Read x[action] before any block of the cluster can overwrite it (in place): the writes come
-  // after the cluster barrier below.
-  const scalar_t x_action = part == 0 && threadIdx.x == 0 ? logits[row * v_size + action] : scalar_t(0);
-  P p[PPT];
-#pragma unroll
-  for (int u = 0; u < PPT; ++u) {
-    const int64_t i = threadIdx.x + u * static_cast<int64_t>(blockDim.x);
-    if (i < count) p[u] = x[i];
-  }
-  acc_t m = -std::numeric_limits<acc_t>::infinity();
-#pragma unroll
-  for (int u = 0; u < PPT; ++u)
-    if (threadIdx.x + u * blockDim.x < count) {
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) m = max(m, static_cast<acc_t>(p[u].v[j]));
-    }
-  m = block_reduce<acc_t, true>(m, scratch);
-  acc_t s = 0, t = 0;
-#pragma unroll
-  for (int u = 0; u < PPT; ++u)
-    if (threadIdx.x + u * blockDim.x < count) {
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) {
-        const acc_t shifted = max(static_cast<acc_t>(p[u].v[j]) - m, lowest<acc_t>());
-        const acc_t e = fast_exp(shifted);
-        s += e;
-        t += e * shifted;
-      }
-    }
-  s = block_reduce<acc_t, false>(s, scratch);
-  t = block_reduce<acc_t, false>(t, scratch);
-  if (threadIdx.x == 0) slice_stats = Stats<acc_t>{m, s, t};
-  cluster.sync();
-  Stats<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0)};
-  for (int r = 0; r < parts; ++r) st = merge(st, *cluster.map_shared_rank(&slice_stats, r));
-  // The other blocks read this block's slice_stats: it must outlive their reads (barrier_wait below).
-  auto token = cluster.barrier_arrive();
-  const acc_t log_s = fast_log(st.s);
-  const acc_t entropy = log_s - st.t / st.s;
-  const acc_t advantage = advantages[row];
-  if (part == 0 && threadIdx.x == 0)
-    row_loss[row] = -advantage * (max(static_cast<acc_t>(x_action) - st.m, lowest<acc_t>()) - log_s) -
-                    entropy_coef * entropy;
-  if (out != nullptr) {
-    const int64_t valid = *valid_rows;
-    const acc_t scale = mean ? acc_t(1) / static_cast<acc_t>(valid > 0 ? valid : 1) : acc_t(1);
-    const acc_t a_term = scale * advantage, b_term = scale * entropy_coef;
-#pragma unroll
-    for (int u = 0; u < PPT; ++u) {
-      const int64_t i = threadIdx.x + u * static_cast<int64_t>(blockDim.x);
-      if (i < count)
-        out[i] = gradient_pack(p[u], (begin + i) * VEC, action, st.m, log_s, entropy, a_term, b_term);
-    }
-  }
-  cluster.barrier_wait(std::move(token));
-#else
-  __trap();  // never launched: launch_policy checks that the kernel was built for a cluster-capable GPU
-#endif
-}
-
 // The number of rows whose action is not ignore_index, on the device (no host synchronisation).
 __global__ void count_valid_kernel(const int64_t* __restrict__ actions, int64_t n, int64_t ignore_index,
                                    int64_t* __restrict__ valid) {
@@ -515,31 +419,6 @@ bool register_rows_enabled() {
   return enabled;
 }
 
-// Whether a row too long for one block's registers goes to the cluster kernel: its eighths fit
-// CLUSTER_THREADS threads of CLUSTER_PPT packs (rows of up to 256 KiB, such as bf16 V = 128256 or
-// fp32 V = 65536), the GPU has clusters (compute capability 9.0 and later) and the kernel was built
-// for one.  RLGAN_CUDA_CLUSTER=0 turns it off (for measurements: benchmarks/row_cache_sweep.py).
-constexpr int CLUSTER_BLOCKS = 8;
-
-template <typename scalar_t, typename acc_t, int VEC>
-bool use_cluster(int64_t packs) {
-  static const bool enabled = [] {
-    const char* text = std::getenv("RLGAN_CUDA_CLUSTER");
-    return text == nullptr || std::string(text) != "0";
-  }();
-  static const bool built_for_clusters = [] {
-    cudaFuncAttributes attributes;
-    if (cudaFuncGetAttributes(&attributes, policy_loss_cluster_kernel<scalar_t, acc_t, VEC, CLUSTER_PPT>) !=
-        cudaSuccess) {
-      (void)cudaGetLastError();  // not this call's error to report
-      return false;
-    }
-    return attributes.ptxVersion >= 90;
-  }();
-  return enabled && built_for_clusters && at::cuda::getCurrentDeviceProperties()->major >= 9 &&
-         (packs + CLUSTER_BLOCKS - 1) / CLUSTER_BLOCKS <= CLUSTER_THREADS * CLUSTER_PPT;
-}
-
 template <typename scalar_t, typename acc_t, int VEC>
 void launch_policy(const at::Tensor& logits, at::Tensor* grad, const at::Tensor& actions, const at::Tensor& adv,
                    const at::Tensor& valid, at::Tensor& row_loss, double entropy_coef, int64_t ignore_index,
@@ -570,28 +449,6 @@ void launch_policy(const at::Tensor& logits, at::Tensor* grad, const at::Tensor&
         case 2: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 2>, 0, resident_threads);
         default: return args(policy_loss_resident_kernel<scalar_t, acc_t, VEC, 1>, 0, resident_threads);
       }
-    }
-    if (use_cluster<scalar_t, acc_t, VEC>(packs)) {
-      const int parts = CLUSTER_BLOCKS;
-      const int64_t slice = (packs + parts - 1) / parts;
-      const int cluster_threads = static_cast<int>((slice + CLUSTER_PPT - 1) / CLUSTER_PPT + 31) / 32 * 32;
-      cudaLaunchConfig_t config = {};
-      config.gridDim = dim3(static_cast<unsigned>(n * parts));
-      config.blockDim = dim3(cluster_threads);
-      config.stream = stream;
-      cudaLaunchAttribute cluster_shape[1];
-      cluster_shape[0].id = cudaLaunchAttributeClusterDimension;
-      cluster_shape[0].val.clusterDim.x = parts;
-      cluster_shape[0].val.clusterDim.y = 1;
-      cluster_shape[0].val.clusterDim.z = 1;
-      config.attrs = cluster_shape;
-      config.numAttrs = 1;
-      C10_CUDA_CHECK(cudaLaunchKernelEx(
-          &config, policy_loss_cluster_kernel<scalar_t, acc_t, VEC, CLUSTER_PPT>, logits.const_data_ptr<scalar_t>(),
-          grad ? grad->mutable_data_ptr<scalar_t>() : nullptr, actions.const_data_ptr<int64_t>(),
-          adv.const_data_ptr<acc_t>(), valid.const_data_ptr<int64_t>(), row_loss.mutable_data_ptr<acc_t>(), v_size,
-          static_cast<acc_t>(entropy_coef), ignore_index, mean));
-      return;
     }
     // Registers for 4 packs per thread (8 would spill for bfloat16 once the shared-memory loops are
     // in), shared memory for the rest, if the device allows it: on an H100 (227 KiB per block)
