@@ -47,14 +47,19 @@ class Strategy:
         """``n`` samples for evaluation and pictures, drawn from ``seed`` alone (never from the
         training generators).  By default the generator's ``sample(n, seed)`` when it has one, or
         else ``generator(latents)`` for ``n`` standard normal latents of its ``latent_dim``."""
-        generator, device = self.context.generator, self.context.device
-        if callable(getattr(generator, "sample", None)):
-            return generator.sample(n, seed)
-        rng = torch.Generator(device).manual_seed(seed)
-        return generator(torch.randn(n, generator.latent_dim, generator=rng, device=device))
+        return sample_model(self.context.generator, n, seed, self.context.device)
 
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def sample_model(generator, n: int, seed: int, device) -> torch.Tensor:
+    """``n`` samples of ``generator`` from ``seed`` alone: its ``sample(n, seed)`` when it has one,
+    or else ``generator(latents)`` for ``n`` standard normal latents of its ``latent_dim``."""
+    if callable(getattr(generator, "sample", None)):
+        return generator.sample(n, seed)
+    rng = torch.Generator(device).manual_seed(seed)
+    return generator(torch.randn(n, generator.latent_dim, generator=rng, device=device))

@@ -26,6 +26,7 @@ as, to keep close to it while chasing a reward.
 """
 
 import copy
+import math
 import time
 
 import torch
@@ -34,36 +35,77 @@ import torch.nn.functional as F
 from .. import distributed
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
-from ..strategy import Strategy
+from ..strategy import Strategy, sample_model
 
 
-def discriminator_updates(context, steps, generate=None):
+def discriminator_updates(context, steps, generate=None, r1=0.0):
     """``steps`` updates of the discriminator on real and generated batches; the last batch and loss.
-    ``generate(latents)`` makes the generated batch (by default ``generator(latents)``)."""
+    ``generate(latents)`` makes the generated batch (by default ``generator(latents)``); ``r1 > 0``
+    adds ``r1`` times the R1 penalty on the real batch (:func:`r1_penalty`, Mescheder et al. 2018)."""
     batch, discriminator_loss = context.next_batch(), torch.zeros((), device=context.device)
     for index in range(steps):
         batch = batch if index == 0 else context.next_batch()
-        real = batch["x"]
+        real = batch["x"].detach().requires_grad_() if r1 > 0 else batch["x"]
         with torch.no_grad():
             fake = (generate or context.generator)(context.sample_latents())
         logits = context.trained_discriminator(torch.cat([real, fake]))
         discriminator_loss = F.softplus(-logits[: len(real)]).mean() + F.softplus(logits[len(real) :]).mean()
+        if r1 > 0:
+            discriminator_loss = discriminator_loss + r1 * r1_penalty(logits[: len(real)], real)
         context.discriminator_optimizer.zero_grad(set_to_none=True)
         discriminator_loss.backward()
         context.discriminator_optimizer.step()
     return batch, discriminator_loss.detach()
 
 
+def r1_penalty(logits, real):
+    """``E ||grad_x D(x)||^2 / 2`` over the real batch ``real`` (which requires grad), from the
+    discriminator's ``logits`` for it; differentiable, for the discriminator's loss."""
+    (gradient,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return gradient.square().flatten(1).sum(1).mean() / 2
+
+
+LR_DECAYS = {
+    "none": lambda progress: 1.0,
+    "linear": lambda progress: 1.0 - progress,
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+}
+
+
 class GAN(Strategy):
-    def __init__(self, context, init_from: str = ""):
+    """Options: ``init_from``; ``r1``, the weight of the discriminator's R1 penalty on real data;
+    ``ema_decay``, the decay of an exponential moving average of the generator's weights (role
+    ``generator_ema``, saved in checkpoints) that evaluation, pictures and ``rlgan sample`` use
+    instead of the generator itself (0: none); ``lr_decay``, the learning rates' schedule over the
+    run: ``none``, ``linear`` or ``cosine`` (from ``[optimizer]``'s rates down to 0 at the last step)."""
+
+    def __init__(self, context, init_from: str = "", r1: float = 0.0, ema_decay: float = 0.0, lr_decay: str = "none"):
         super().__init__(context)
+        if r1 < 0:
+            raise ValueError(f"r1 must be >= 0, got {r1}")
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
+        if lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {sorted(LR_DECAYS)}, got {lr_decay!r}")
         if init_from:
             context.load_models(init_from)
+        self.r1, self.lr_decay = r1, LR_DECAYS[lr_decay]
+        self.average = WeightAverage(context, "generator", ema_decay) if ema_decay else None
+
+    def set_learning_rates(self):
+        """Each optimizer's rate for this step: ``[optimizer]``'s, times the decay at this point of the run."""
+        context = self.context
+        factor = self.lr_decay(context.state.step / context.config.run.steps)
+        for role, optimizer in context.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = context.config.optimizer.lr(role) * factor
 
     def step(self):
         context = self.context
         started = time.perf_counter()
-        batch, discriminator_loss = discriminator_updates(context, context.config.optimizer.discriminator_steps)
+        self.set_learning_rates()
+        batch, discriminator_loss = discriminator_updates(context, context.config.optimizer.discriminator_steps,
+                                                          r1=self.r1)
 
         latents = context.sample_latents()
         fake = context.trained_generator(latents)
@@ -88,8 +130,46 @@ class GAN(Strategy):
             generator_loss.backward()
             context.generator_optimizer.step()
             losses["generator"] = generator_loss.detach()
+            if self.average is not None:
+                self.average.update()
         context.discriminator.requires_grad_(True)
         return context.step_output(losses, rewards, started, len(latents))
+
+    def sample(self, n, seed):
+        if self.average is None:
+            return super().sample(n, seed)
+        return sample_model(self.average.model, n, seed, self.context.device)
+
+    def state_dict(self):
+        return {} if self.average is None else {"ema_updates": torch.tensor(self.average.updates)}
+
+    def load_state_dict(self, state):
+        if self.average is not None:
+            self.average.updates = int(state["ema_updates"])
+
+
+class WeightAverage:
+    """An exponential moving average of model role ``role``'s weights, kept as the frozen role
+    ``ROLE_ema`` (so checkpoints save it and a resumed run continues it).  The decay ramps up as
+    ``min(decay, (1 + t) / (10 + t))`` over the ``t`` updates so far, so that the average does not
+    linger on the first, untrained weights.  Floating-point buffers (batch-norm statistics) are
+    averaged too, so that the average normalises with statistics of weights like its own."""
+
+    def __init__(self, context, role, decay):
+        self.source, self.decay, self.updates = context.models[role], decay, 0
+        self.model = copy.deepcopy(self.source)
+        context.add_model(f"{role}_ema", self.model)
+
+    @torch.no_grad()
+    def update(self):
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        pairs = [*zip(self.model.parameters(), self.source.parameters()), *zip(self.model.buffers(), self.source.buffers())]
+        for average, current in pairs:
+            if average.is_floating_point():
+                average.lerp_(current, 1 - decay)
+            else:  # counters, such as batch norm's
+                average.copy_(current)
+        self.updates += 1
 
 
 def reinforce_loss(distribution, samples, advantages, entropy_coef=0.0):
