@@ -1,7 +1,10 @@
 """The ``rlgan`` command: train, sample, plugins, doctor."""
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,12 +39,20 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return {"train": cmd_train, "sample": cmd_sample, "plugins": cmd_plugins, "doctor": cmd_doctor}[
+        status = {"train": cmd_train, "sample": cmd_sample, "plugins": cmd_plugins, "doctor": cmd_doctor}[
             args.command
         ](args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return status
     except RlganError as error:
         print(f"rlgan: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping, or one outside training
+        print("\nrlgan: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:  # output piped into a reader that stopped early (`rlgan plugins --json | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is silent
+        return 0
 
 
 RUN_OVERRIDES = ("steps", "device", "seed")  # options of `rlgan train` that override [run] keys
@@ -77,12 +88,42 @@ def cmd_train(args) -> int:
         print(f"rlgan: {start}" + (f" ({engine.world_size} processes)" if engine.world_size > 1 else ""), flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_atomically(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
-    summary = engine.run()
-    if main_process:
+    with stop_on_signals(engine) as received:
+        summary = engine.run()
+    if main_process and "stopped" in summary:
+        print(f"rlgan: stopped at step {summary['steps']} ({summary['stopped']}); checkpoint {summary.get('checkpoint')}",
+              file=sys.stderr)
+        print(f"rlgan: resume with: rlgan train --resume {run_dir}", file=sys.stderr, flush=True)
+    elif main_process:
         shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k not in ("steps", "processes")}
         print("rlgan: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         print(f"rlgan: finished {summary['steps']} steps; results in {run_dir}", flush=True)
-    return 0
+    return 128 + received[0] if received else 0
+
+
+@contextlib.contextmanager
+def stop_on_signals(engine):
+    """While training: SIGINT (Ctrl-C) and SIGTERM (batch schedulers, torchrun) stop the run after
+    the current step, with a checkpoint of that step; a second Ctrl-C stops at once.  Yields the
+    list of signals received, for the exit status (128 + the signal, as the shell reports it)."""
+    received = []
+
+    def stop(signum, frame):
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if engine.rank == 0:
+            print(f"\nrlgan: {name}: stopping after step {engine.state.step + 1}, with a checkpoint "
+                  "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        engine.request_stop(f"{name} received")
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def launch_processes(args, run_dir: Path) -> int:

@@ -52,6 +52,13 @@ class Engine:
         rewards = [bind_reward(reward_entries[name], name, rc, models) for name, rc in config.rewards.items()]
         self.context = TrainingContext(config, self.device, data, models, rewards, self.state)
         self.strategy = build(strategy, config.strategy, "strategy", self.context)
+        self.stop_reason: str | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Stop the run once the current step is done: the run ends as if it had been set to this
+        many steps, but for the summary file (checkpoint plugins save the step; ``rlgan train``
+        asks for this on SIGINT and SIGTERM).  Safe to call from a signal handler."""
+        self.stop_reason = reason
 
     @property
     def data(self):
@@ -80,6 +87,9 @@ class Engine:
             self.evaluate()
             self.state.initial_metrics = dict(self.state.metrics)
         while self.state.step < self.config.run.steps:
+            if distributed.any_rank(self.stop_reason is not None, self.device):  # every rank stops at the same step
+                self.stop_reason = self.stop_reason or "another process was stopped"
+                break
             output = self.train_step()
             self.state.step += 1
             step, last = self.state.step, self.config.run.steps
@@ -92,7 +102,7 @@ class Engine:
             self.hook.rlgan_step_end(engine=self, output=output)
         summary = self.summary(time.perf_counter() - started)
         self.hook.rlgan_train_end(engine=self, summary=summary)
-        if self.rank == 0:
+        if self.rank == 0 and self.stop_reason is None:  # summary.json marks a finished run
             checkpoint.write_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
@@ -132,6 +142,7 @@ class Engine:
     def summary(self, wall_time: float) -> dict:
         return {
             "steps": self.state.step,
+            **({"stopped": self.stop_reason} if self.stop_reason else {}),
             "wall_time_s": round(wall_time, 3),
             "device": str(self.device),
             "processes": self.world_size,

@@ -40,3 +40,12 @@ def test_doctor_says_what_runs():
 
     if extension.status().loaded:  # which build, and with which CPU features
         assert f"CPU kernels for {extension.status().build['cpu']}, OpenMP yes" in out
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`rlgan plugins --json | head -1`: the reader goes away before everything is written."""
+    code = "import sys, time; time.sleep(2); from rlgan_core.cli import main; sys.exit(main(['plugins', '--json']))"
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0 and error == "", error

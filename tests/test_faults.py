@@ -99,6 +99,38 @@ tensorboard = false
 """
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_with_a_checkpoint_of_the_current_step_and_resume_is_bitwise(tmp_path, signum):
+    """SIGTERM (schedulers, torchrun) and SIGINT (Ctrl-C) lose nothing: the run checkpoints the step it
+    was in (no regular checkpoint is due), says how to resume, and the resumed run ends where an
+    uninterrupted one does."""
+    config = tmp_path / "signal.toml"
+    config.write_text(CONFIG.replace("every = 7", "every = 1000"))
+    reference, run_dir = tmp_path / "reference", tmp_path / "stopped"
+    subprocess.run(command(config, reference, False), check=True, capture_output=True, timeout=300)
+    process = subprocess.Popen(command(config, run_dir, False), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics, deadline = run_dir / "metrics.jsonl", time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:  # well into the run: three logged steps
+        if metrics.exists() and metrics.read_text().count('"loss/generator"') >= 3:
+            break
+        time.sleep(0.01)
+    process.send_signal(signum)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, error.decode()
+    assert f"resume with: rlgan train --resume {run_dir}" in error.decode()
+    assert "Traceback" not in error.decode()
+    (saved,) = checkpoint.list_checkpoints(run_dir / "checkpoints")
+    assert 20 < int(saved.name.split("-")[1]) < 300  # the step it stopped at
+    assert not (run_dir / "summary.json").exists()  # the run is not finished
+    resumed = subprocess.run(command(config, run_dir, True), capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    final = checkpoint.load(checkpoint.list_checkpoints(run_dir / "checkpoints")[-1])[0]
+    expected = checkpoint.load(checkpoint.list_checkpoints(reference / "checkpoints")[-1])[0]
+    assert final.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(final[name], expected[name]), name
+
+
 @pytest.mark.parametrize("config_text", [CONFIG, PPO, DDPO], ids=["gan", "ppo", "ddpo"])
 def test_sigkill_loop_resumes_bitwise(tmp_path, config_text):
     config = tmp_path / "kill.toml"
