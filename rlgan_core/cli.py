@@ -14,6 +14,7 @@ from .errors import RlganError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlgan", description="Train generative models with reward signals.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train from a TOML config (the digits default without one)")
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, where a closed pipe can still be handled
         return status
     except RlganError as error:
+        if args.debug:
+            raise
         print(f"rlgan: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C while stopping, or one outside training
@@ -169,6 +172,9 @@ def cmd_plugins(args) -> int:
     for entry in described:
         origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "built-in"
         print(f"{entry['name']}  ({origin})")
+        if "broken" in entry:
+            print(f"    BROKEN, not loaded: {entry['broken']}")
+            continue
         for kind in ("models", "rewards", "data", "strategies"):
             if entry.get(kind):
                 print(f"    {kind}: {', '.join(entry[kind])}")

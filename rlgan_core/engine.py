@@ -11,6 +11,8 @@ logging, checkpoints, evaluation, progress and pictures are plugins (``rlgan_cor
 import inspect
 import json
 import time
+import types
+import typing
 from pathlib import Path
 
 import torch
@@ -18,7 +20,7 @@ import torch
 from . import checkpoint, distributed, extension
 from .config import DEFAULT_MODELS, MODEL_ROLES, ComponentConfig, Config, to_dict
 from .context import BoundReward, State, StepOutput, TrainingContext
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, RlganError
 from .plugins import describe_plugins, get_plugin_manager, registries
 from .registry import Entry
 from .strategy import Strategy
@@ -206,7 +208,7 @@ class Engine:
 
     def plugin_versions(self) -> dict[str, str | None]:
         """Each loaded plugin's distribution version (``None`` for built-ins)."""
-        return {entry["name"]: entry["version"] for entry in describe_plugins(self.pm)}
+        return {entry["name"]: entry["version"] for entry in describe_plugins(self.pm) if "broken" not in entry}
 
     def _stateful_parts(self):
         """The strategy and the rewards that keep state across steps, with their checkpoint prefixes."""
@@ -235,8 +237,12 @@ def build(entry: Entry, component: ComponentConfig, section: str, *args):
     _check_options(entry.factory, component.options, f"[{section}] ({entry.name!r} from plugin {entry.plugin!r})", len(args))
     try:
         return entry.factory(*args, **component.options)
+    except RlganError:
+        raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"[{section}] {entry.name!r} (plugin {entry.plugin!r}): {error}") from error
+    except Exception as error:  # a missing file, a broken dependency: the plugin's own failure, named
+        raise ConfigError(f"[{section}] {entry.name!r} (plugin {entry.plugin!r}): {type(error).__name__}: {error}") from error
 
 
 def model_roles(config: Config, strategy: Entry, rewards: dict[str, Entry]) -> list[str]:
@@ -284,6 +290,38 @@ def _check_options(factory, options: dict, where: str, positional: int) -> None:
     for key in options:
         if key not in accepted:
             raise ConfigError(f"{where}: unknown option {key!r} (accepted: {', '.join(accepted) or 'none'})")
+    try:
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:  # annotations that do not resolve: nothing to check against
+        return
+    for key, value in options.items():
+        if key in hints and not _fits(value, hints[key]):
+            raise ConfigError(f"{where}: option {key!r} must be {_describe(hints[key])}, got {value!r}")
+
+
+def _fits(value, annotation) -> bool:
+    """Whether a config value fits a factory parameter's annotation; only the types a TOML value
+    can have are checked (anything else fits)."""
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (str, bool):
+        return isinstance(value, annotation)
+    if origin in (list, tuple) and len(arguments) == 1 or origin is tuple and arguments[-1:] == (Ellipsis,):
+        return isinstance(value, (list, tuple)) and all(_fits(item, arguments[0]) for item in value)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, argument) for argument in arguments)
+    if annotation is type(None):
+        return value is None
+    return True
+
+
+def _describe(annotation) -> str:
+    if annotation in (int, float, str, bool):
+        return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[annotation]
+    return str(annotation).replace("typing.", "")
 
 
 def _split_optimizer_state(state_dict: dict, prefix: str, tensors: dict) -> dict:

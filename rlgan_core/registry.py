@@ -14,38 +14,46 @@ class Entry:
 
 
 class Registry:
-    """One kind of named thing ("model", "reward", "data source", "strategy") and who registered each."""
+    """One kind of named thing ("model", "reward", "data source", "strategy") and who registered each.
 
-    def __init__(self, kind: str):
+    Two plugins may register the same name; using that name is then an error that names both, and
+    ``PLUGIN:NAME`` picks one (``PLUGIN`` as ``rlgan plugins`` lists it)."""
+
+    def __init__(self, kind: str, broken=()):
         self.kind = kind
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, list[Entry]] = {}
+        self.broken = list(broken)  # plugins that failed to load, for the error of a missing name
 
     def add(self, name: str, factory: Callable[..., Any], plugin: str) -> None:
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name or ":" in name:
             raise PluginError(f"plugin {plugin!r} registered a {self.kind} with an invalid name {name!r}")
         if not callable(factory):
             raise PluginError(f"plugin {plugin!r} registered {self.kind} {name!r} with a non-callable factory")
-        if name in self.entries:
-            first = self.entries[name].plugin
-            raise PluginError(
-                f"{self.kind} {name!r} is registered twice: by plugin {first!r} and by plugin {plugin!r}"
-            )
-        self.entries[name] = Entry(name, factory, plugin)
+        same = self.entries.setdefault(name, [])
+        if any(entry.plugin == plugin for entry in same):
+            raise PluginError(f"plugin {plugin!r} registered {self.kind} {name!r} twice")
+        same.append(Entry(name, factory, plugin))
 
     def get(self, name: str) -> Entry:
-        try:
-            return self.entries[name]
-        except KeyError:
-            known = ", ".join(sorted(self.entries)) or "none"
-            raise UnknownNameError(
-                f"no {self.kind} named {name!r} is registered; available: {known}"
-            ) from None
+        plugin, _, short = name.rpartition(":")
+        candidates = [e for e in self.entries.get(short, ()) if not plugin or e.plugin == plugin]
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            choices = " or ".join(f"'{e.plugin}:{short}'" for e in candidates)
+            owners = " and ".join(repr(e.plugin) for e in candidates)
+            raise PluginError(f"{self.kind} {short!r} is registered by plugins {owners}: name one, as {choices}")
+        known = ", ".join(sorted(self.entries)) or "none"
+        missing = f"no {self.kind} named {name!r} is registered; available: {known}"
+        if self.broken:
+            missing += "; " + "; ".join(str(broken) for broken in self.broken)
+        raise UnknownNameError(missing)
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
 
     def __iter__(self):
-        return iter(self.entries.values())
+        return (entry for same in self.entries.values() for entry in same)
 
 
 @dataclass
@@ -56,9 +64,10 @@ class Registries:
     strategies: Registry
 
 
-def collect(pm) -> Registries:
-    """Call every registration hook implementation, each with a ``register`` bound to its plugin."""
-    registries = Registries(Registry("model"), Registry("reward"), Registry("data source"), Registry("strategy"))
+def collect(pm, broken=()) -> Registries:
+    """Call every registration hook implementation, each with a ``register`` bound to its plugin.
+    ``broken``: the plugins that failed to load, named when a name is missing."""
+    registries = Registries(*(Registry(kind, broken) for kind in ("model", "reward", "data source", "strategy")))
     for hook_name, registry in (
         ("rlgan_register_models", registries.models),
         ("rlgan_register_rewards", registries.rewards),

@@ -1,5 +1,6 @@
 import ast
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import torch
 
 from rlgan_core import Reward, hookimpl
 from rlgan_core.engine import Engine
-from rlgan_core.errors import PluginError, UnknownNameError
+from rlgan_core.errors import ConfigError, PluginError, UnknownNameError
 from rlgan_core.plugins import describe_plugins, get_plugin_manager, invalid_plugin, registries
 
 from helpers import tiny_config
@@ -60,15 +61,54 @@ def test_unknown_hook_fails_loudly_naming_the_plugin():
         pm.unregister(name="misspelt")
 
 
-def test_same_name_registered_twice_names_both_plugins(registered):
+def test_a_name_two_plugins_register_is_an_error_only_when_used_and_plugin_colon_name_picks_one(registered):
     class Duplicate:
         @hookimpl
         def rlgan_register_rewards(self, register):
             register("realism", Reward)
 
     registered(Duplicate(), "duplicate-plugin")
-    with pytest.raises(PluginError, match=r"'realism' is registered twice.*rlgan_core.builtin.rewards.*duplicate-plugin"):
-        registries()
+    found = registries()  # every other name keeps working
+    assert found.rewards.get("digit_class").plugin == "rlgan_core.builtin.rewards"
+    with pytest.raises(PluginError, match=r"'realism' is registered by plugins 'rlgan_core.builtin.rewards' and "
+                                          r"'duplicate-plugin': name one, as .*'duplicate-plugin:realism'"):
+        found.rewards.get("realism")
+    assert found.rewards.get("duplicate-plugin:realism").factory is Reward
+    assert found.rewards.get("rlgan_core.builtin.rewards:realism").plugin == "rlgan_core.builtin.rewards"
+
+
+def fake_distribution(site, name, entry_points, module_code=None):
+    """An installed distribution with ``rlgan`` entry points, as pip would leave it in ``site``."""
+    info = site / f"{name.replace('-', '_')}-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text("[rlgan]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+    if module_code is not None:
+        (site / f"{name.replace('-', '_')}.py").write_text(module_code)
+
+
+def test_a_plugin_that_fails_to_load_is_listed_as_broken_and_the_others_keep_working(tmp_path):
+    site = tmp_path / "site"
+    fake_distribution(site, "broken-glow", {"glow": "no_such_module_anywhere"})
+    fake_distribution(site, "misspelt-hook", {"misspelt": "misspelt_hook"},
+                      "from rlgan_core import hookimpl\n\n@hookimpl\ndef rlgan_register_reward(register):\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    listed = subprocess.run([sys.executable, "-m", "rlgan_core", "plugins"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "glow  (broken-glow 0.3)\n    BROKEN, not loaded: ModuleNotFoundError" in listed.stdout
+    assert "misspelt  (misspelt-hook 0.3)\n    BROKEN, not loaded: PluginError: it implements rlgan_register_reward" in listed.stdout
+    assert "novelty  (rlgan-novelty 0.1.0)" in listed.stdout  # the others are loaded
+    config = tmp_path / "glow.toml"
+    config.write_text('[run]\nsteps = 2\nbatch_size = 8\ndevice = "cpu"\n[rewards.glow]\nweight = 1.0\n'
+                      '[logging]\nprogress = false\ntensorboard = false\n')
+    run = subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(config), "--run-dir", str(tmp_path / "run")],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1 and "no reward named 'glow'" in run.stderr
+    assert "plugin 'glow' (from broken-glow 0.3) failed to load: ModuleNotFoundError" in run.stderr
+    disabled = subprocess.run([sys.executable, "-m", "rlgan_core", "plugins"], capture_output=True, text=True,
+                              env={**env, "RLGAN_DISABLE_PLUGINS": "novelty,glow"})
+    assert "novelty" not in disabled.stdout and "glow" not in disabled.stdout
 
 
 def test_config_naming_an_unregistered_reward_lists_the_known_ones(tmp_path):
@@ -219,3 +259,28 @@ def test_plugins_import_only_the_documented_api():
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("rlgan_core.") or alias.name in api, f"{path}: {alias.name}"
+
+
+def test_plugin_options_are_checked_against_the_factory_annotations(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[generator\].*option 'latent_dim' must be an integer, got '64'"):
+        Engine(tiny_config(generator={"latent_dim": "64"}), tmp_path)
+    with pytest.raises(ConfigError, match=r"option 'hidden' must be list\[int\], got \[32, 'x'\]"):
+        Engine(tiny_config(generator={"hidden": [32, "x"]}), tmp_path)
+    Engine(tiny_config(generator={"noise": 1}), tmp_path)  # an integer is a fine float
+
+
+def test_any_error_a_factory_raises_names_the_section_and_the_plugin(tmp_path, registered):
+    class NeedsAFile(Reward):
+        def __init__(self, path: str = "weights.bin"):
+            open(path, "rb")
+
+    class FilePlugin:
+        @hookimpl
+        def rlgan_register_rewards(self, register):
+            register("needs_a_file", NeedsAFile)
+
+    registered(FilePlugin(), "file-plugin")
+    config = tiny_config(rewards={"needs_a_file": {"path": str(tmp_path / "missing.bin")}})
+    with pytest.raises(ConfigError, match=r"\[rewards.needs_a_file\] 'needs_a_file' \(plugin 'file-plugin'\): "
+                                          r"FileNotFoundError: .*missing.bin"):
+        Engine(config, tmp_path)
