@@ -26,6 +26,7 @@ class RunConfig:
     steps: int = 5000
     batch_size: int = 64  # per process
     on_bad_reward: Literal["error", "skip"] = "error"
+    max_skipped_fraction: float = 0.1  # with "skip": the run stops once more of its batches were skipped
 
 
 @dataclass

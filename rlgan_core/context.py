@@ -9,6 +9,7 @@ exactly.
 """
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -211,13 +212,27 @@ class TrainingContext:
                 value = value.unsqueeze(1).expand(len(samples), steps)
             columns.append(value if bound.pathwise else value.detach())
         if distributed.any_rank(problem is not None, self.device):
+            problem = problem or f"a reward failed on another rank at step {context.step}"
             if self.config.run.on_bad_reward == "skip":
-                self.state.skipped_batches += 1
+                self.skip_batch(problem)
                 return None
-            raise RewardError(problem or f"a reward failed on another rank at step {context.step}")
+            raise RewardError(problem)
         if not columns:
             return torch.zeros((len(samples), steps) if steps else (len(samples),), device=samples.device).unsqueeze(-1)
         return torch.stack(columns, dim=-1).float()
+
+    def skip_batch(self, problem: str) -> None:
+        """Count a batch whose update is skipped (``run.on_bad_reward = "skip"``); say why the first
+        time, and stop the run once more than ``run.max_skipped_fraction`` of its steps (after ten
+        of them) were skipped: a reward that always fails must not pass for a finished run."""
+        self.state.skipped_batches += 1
+        if self.state.skipped_batches == 1 and self.rank == 0:
+            warnings.warn(f"run.on_bad_reward = \"skip\": skipping this batch's update, as every batch where {problem}",
+                          stacklevel=2)
+        taken = self.state.step + 1
+        if taken >= 10 and self.state.skipped_batches > self.config.run.max_skipped_fraction * taken:
+            raise RewardError(f"{self.state.skipped_batches} of {taken} batches skipped, more than "
+                              f"run.max_skipped_fraction = {self.config.run.max_skipped_fraction}; the latest: {problem}")
 
     def call_reward(self, bound: BoundReward, samples: torch.Tensor, context: RewardContext,
                     steps: int | None = None) -> tuple[torch.Tensor | None, str | None]:

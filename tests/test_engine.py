@@ -183,3 +183,37 @@ def test_a_plugin_strategy_runs_the_steps_with_phases_and_resumes(tmp_path):
             Engine(tiny_config(strategy={"name": "two_phase", "second": 1}), tmp_path / "bad")
     finally:
         pm.unregister(name="strategy-plugin")
+
+
+def test_skip_mode_says_why_and_stops_a_run_whose_reward_always_fails(tmp_path):
+    pm = get_plugin_manager()
+    pm.register(BadRewardPlugin(), name="bad-reward-plugin")
+    try:
+        config = tiny_config(run={"on_bad_reward": "skip", "steps": 30}, rewards={"bad": {"kind": "shape"}})
+        with pytest.warns(UserWarning, match=r"skipping this batch's update.*reward 'bad'.*returned \(16, 2\)"):
+            with pytest.raises(RewardError, match=r"10 of 10 batches skipped, more than run.max_skipped_fraction = 0.1"
+                                                  r"; the latest: reward 'bad' \(plugin 'bad-reward-plugin'\) at step 9"):
+                Engine(config, tmp_path).run()
+    finally:
+        pm.unregister(name="bad-reward-plugin")
+
+
+class SometimesFails(Reward):
+    def __call__(self, samples, context):
+        if context.step == 3:
+            raise RuntimeError("a timeout")
+        return torch.zeros(len(samples))
+
+
+def test_skip_mode_rides_out_a_rare_failure(tmp_path, recwarn):
+    pm = get_plugin_manager()
+    plugin = type("SometimesPlugin", (), {"rlgan_register_rewards": hookimpl(
+        lambda self, register: register("sometimes", SometimesFails))})()
+    pm.register(plugin, name="sometimes-plugin")
+    try:
+        config = tiny_config(run={"on_bad_reward": "skip"}, rewards={"realism": {}, "sometimes": {}})
+        summary = Engine(config, tmp_path).run()
+    finally:
+        pm.unregister(name="sometimes-plugin")
+    assert summary["skipped_batches"] == 1 and summary["steps"] == 20
+    assert any("a timeout" in str(w.message) for w in recwarn)
