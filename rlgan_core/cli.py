@@ -27,9 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--nproc", type=int, default=1, metavar="N",
                        help="train with N data-parallel processes (through torch.distributed.run)")
 
-    sample = commands.add_parser("sample", help="draw samples from a checkpoint into a PNG")
+    sample = commands.add_parser("sample", help="draw samples from a checkpoint into a PNG or a NumPy file")
     sample.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest checkpoint)")
-    sample.add_argument("-o", "--output", default="samples.png", help="PNG to write (default: samples.png)")
+    sample.add_argument("-o", "--output", help="file to write (default: samples.png, or samples.npy with --format npy)")
+    sample.add_argument("--format", choices=["png", "npy"], default="png",
+                        help="png: a picture (the data source's render); npy: the sample tensor [n, *shape] as float32")
     sample.add_argument("-n", "--count", type=int, default=100, help="how many samples (default: 100)")
     sample.add_argument("--seed", type=int, default=0)
 
@@ -157,8 +159,17 @@ def cmd_sample(args) -> int:
     engine = Engine(config, path.parent.parent)
     engine.load_checkpoint(path)
     samples = engine.generate(args.count, seed=args.seed)
-    engine.data.render(samples, Path(args.output))
-    print(f"rlgan: wrote {args.count} samples from {path} to {args.output}")
+    output = Path(args.output or f"samples.{args.format}")
+    if args.format == "npy":
+        import numpy as np
+
+        np.save(output, samples.float().numpy())
+    else:
+        output.unlink(missing_ok=True)
+        engine.data.render(samples, output)
+        if not output.exists():
+            raise RlganError(f"data source {config.data.name!r} draws no picture of its samples; use --format npy")
+    print(f"rlgan: wrote {args.count} samples from {path} to {output}")
     return 0
 
 

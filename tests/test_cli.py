@@ -23,6 +23,11 @@ def test_train_resume_and_sample(tmp_path):
     assert summary["steps"] == 6 and summary["config"]["run"]["seed"] == 7
     rlgan("sample", str(run_dir), "-o", str(tmp_path / "grid.png"), "-n", "20")
     assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    rlgan("sample", str(run_dir), "--format", "npy", "-o", str(tmp_path / "samples.npy"), "-n", "20")
+    import numpy as np
+
+    samples = np.load(tmp_path / "samples.npy")
+    assert samples.shape == (20, 64) and samples.dtype == np.float32 and np.abs(samples).max() <= 1
 
 
 def test_errors_are_one_clear_line(tmp_path):

@@ -72,3 +72,16 @@ def test_mode_statistics_on_hand_made_points():
     ])
     stats = mode_statistics(samples, means, std)
     assert stats == {"modes_covered": 2.0, "modes_total": 3.0, "high_quality_fraction": 0.5}
+
+
+def test_the_default_render_draws_images_and_points_and_warns_for_other_shapes(tmp_path):
+    from rlgan_core.datasource import DataSource
+
+    source = DataSource()
+    source.render(torch.rand(12, 36) * 2 - 1, tmp_path / "images.png")  # flattened 6 x 6 images
+    source.render(torch.randn(50, 2), tmp_path / "points.png")
+    assert (tmp_path / "images.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "points.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.warns(UserWarning, match=r"DataSource draws no pictures of samples of shape \(20,\)"):
+        source.render(torch.randn(5, 20), tmp_path / "tokens.png")
+    assert not (tmp_path / "tokens.png").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..classifier import digits_split, load_classifier
-from ..datasource import DataSource
+from ..datasource import DataSource, save_scatter
 from ..hookspecs import hookimpl
 from ..metrics import frechet_distance, mode_statistics
 
@@ -45,9 +45,6 @@ class Digits(DataSource):
             "classes_covered": float(covered),
         }
 
-    def render(self, samples, path):
-        save_image_grid(samples.view(-1, 8, 8), path)
-
 
 class MNIST(DataSource):
     """MNIST (or any 28x28 grey images) from the user's own files, scaled to [-1, 1].
@@ -67,10 +64,6 @@ class MNIST(DataSource):
 
     def tensors(self):
         return {"x": self.images, "label": self.labels}
-
-    def render(self, samples, path):
-        side = math.isqrt(self.shape[0])
-        save_image_grid(samples.view(-1, side, side), path)
 
 
 class Gaussians(DataSource):
@@ -106,34 +99,7 @@ class Gaussians(DataSource):
         return mode_statistics(samples.flatten(1), self.means, self.std)
 
     def render(self, samples, path):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(5, 5))
-        axes.scatter(*samples.T.numpy(), s=2, alpha=0.4, label="generated")
-        axes.scatter(*self.means.T.numpy(), s=30, c="red", marker="x", label="modes")
-        axes.set_aspect("equal")
-        axes.legend(loc="upper right")
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(figure)
-
-
-def save_image_grid(images: torch.Tensor, path: Path, columns: int = 10) -> None:
-    """Save grey images in [-1, 1], shape [n, h, w], as one PNG grid with a 1-pixel border."""
-    from PIL import Image
-
-    images = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    count, height, width = images.shape
-    rows = math.ceil(count / columns)
-    grid = np.zeros((rows * (height + 1) + 1, columns * (width + 1) + 1), dtype=np.uint8)
-    for index, image in enumerate(images):
-        row, column = divmod(index, columns)
-        top, left = 1 + row * (height + 1), 1 + column * (width + 1)
-        grid[top : top + height, left : left + width] = image
-    scale = max(1, 256 // grid.shape[1] * 2)
-    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+        save_scatter(samples.flatten(1), path, marks=self.means)
 
 
 def _read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:

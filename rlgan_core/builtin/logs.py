@@ -1,5 +1,6 @@
 """Metrics as JSON lines (``RUN_DIR/metrics.jsonl``) and TensorBoard events (``RUN_DIR/tensorboard``):
-losses, mean rewards, evaluation metrics, and throughput (``perf/``: step time and samples per
+losses, each reward's mean (``reward/NAME``) and the weighted sum the generator is trained on
+(``reward/total``), evaluation metrics, and throughput (``perf/``: step time and samples per
 second of one process, and of all of them together)."""
 
 import json
@@ -14,6 +15,12 @@ def read_metrics(run_dir) -> list[dict]:
     """Every record logged so far in ``run_dir``'s metrics file (none when it does not exist yet)."""
     path = Path(run_dir) / METRICS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def weighted_total(engine, rewards: dict) -> float:
+    """The rewards' means weighted as the config weights them (weight-0 rewards only watched)."""
+    weights = {bound.name: bound.weight for bound in engine.context.rewards}
+    return sum(weights.get(name, 0.0) * float(value) for name, value in rewards.items())
 
 
 @hookimpl
@@ -34,6 +41,8 @@ def rlgan_step_end(engine, output):
     if output.step % engine.config.logging.every == 0:
         values = {f"loss/{k}": float(v) for k, v in output.losses.items()}
         values.update({f"reward/{k}": float(v) for k, v in output.rewards.items()})
+        if output.rewards:
+            values["reward/total"] = weighted_total(engine, output.rewards)
         if output.seconds > 0:
             values["perf/step_time_s"] = output.seconds
             values["perf/samples_per_s_per_process"] = output.samples / output.seconds

@@ -20,30 +20,40 @@ def rlgan_train_end(engine):
 
 
 def plot_curves(records: list[dict], path) -> None:
-    """One panel each for losses, rewards and evaluation metrics, against the step."""
+    """The losses in one panel, and every other series (each reward, evaluation metric and
+    throughput figure, with scales of their own) in a panel of its own, against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = {}
+    panels = {}
     for record in records:
         for key, value in record.items():
             if key != "step":
                 group, _, name = key.partition("/")
-                groups.setdefault(group, {}).setdefault(name, ([], []))
-                groups[group][name][0].append(record["step"])
-                groups[group][name][1].append(value)
-    if not groups:
+                panel = group if group == "loss" else key
+                panels.setdefault(panel, {}).setdefault(name, ([], []))
+                panels[panel][name][0].append(record["step"])
+                panels[panel][name][1].append(value)
+    if not panels:
         return
-    figure, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
-    for axis, (group, series) in zip(axes[0], sorted(groups.items())):
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for axis, (panel, series) in zip(axes.flat, sorted(panels.items(), key=lambda item: (item[0] != "loss", item[0]))):
         for name, (steps, values) in sorted(series.items()):
-            axis.plot(steps, values, label=name, marker="o" if group == "eval" else None, markersize=3)
-        axis.set_title(group)
+            axis.plot(steps, values, label=name, marker="o" if panel.startswith("eval/") else None, markersize=3)
+        shown = [v for _, values in series.values() for v in values]
+        if min(shown) > 0 and max(shown) > 100 * min(shown):  # such as a distance that falls from 800 to 2
+            axis.set_yscale("log")
+        axis.set_title(panel, fontsize=10)
         axis.set_xlabel("step")
-        axis.legend(fontsize=8)
+        if len(series) > 1:
+            axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -1,8 +1,9 @@
-"""A progress bar with the live losses and mean rewards (switch off with ``logging.progress``)."""
+"""A progress bar with the live losses and the weighted reward (switch off with ``logging.progress``)."""
 
 from tqdm.auto import tqdm
 
 from ..hookspecs import hookimpl
+from .logs import weighted_total
 
 
 @hookimpl
@@ -26,7 +27,7 @@ def rlgan_step_end(engine, output):
     if output.step % engine.config.logging.every == 0:
         shown = {f"loss_{SHORT.get(k, k)}": f"{float(v):.3f}" for k, v in output.losses.items()}
         if output.rewards:
-            shown["reward"] = f"{sum(float(v) for v in output.rewards.values()) / len(output.rewards):.3f}"
+            shown["reward"] = f"{weighted_total(engine, output.rewards):.3f}"
         bar.set_postfix(shown, refresh=False)
 
 
