@@ -1,4 +1,4 @@
-"""The ``rlgan`` command: train, sample, plugins, doctor."""
+"""The ``rlgan`` command: train, sample, plugins, doctor, new-plugin."""
 
 import argparse
 import contextlib
@@ -40,11 +40,16 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("doctor", help="say which loss kernels are in use, and why")
 
+    new = commands.add_parser("new-plugin", help="write a ready plugin distribution to start from")
+    new.add_argument("name", help="its distribution name, such as rlgan-sparkle")
+    new.add_argument("--kind", choices=["reward", "model", "data", "strategy"], default="reward")
+    new.add_argument("--dir", default=".", help="where to put it (default: here)")
+
     args = parser.parse_args(argv)
     try:
-        status = {"train": cmd_train, "sample": cmd_sample, "plugins": cmd_plugins, "doctor": cmd_doctor}[
-            args.command
-        ](args)
+        commands = {"train": cmd_train, "sample": cmd_sample, "plugins": cmd_plugins, "doctor": cmd_doctor,
+                    "new-plugin": cmd_new_plugin}
+        status = commands[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe can still be handled
         return status
     except RlganError as error:
@@ -190,6 +195,18 @@ def cmd_plugins(args) -> int:
             if entry.get(kind):
                 print(f"    {kind}: {', '.join(entry[kind])}")
         print(f"    hooks: {', '.join(entry['hooks'])}")
+    return 0
+
+
+def cmd_new_plugin(args) -> int:
+    from .scaffold import new_plugin
+
+    try:
+        target = new_plugin(args.name, args.kind, Path(args.dir))
+    except (ValueError, FileExistsError) as error:
+        raise RlganError(str(error)) from None
+    print(f"rlgan: wrote the {args.kind} plugin {args.name} to {target}")
+    print(f"rlgan: next: pip install -e {target} && python -m pytest {target}/tests")
     return 0
 
 

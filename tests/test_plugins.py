@@ -284,3 +284,27 @@ def test_any_error_a_factory_raises_names_the_section_and_the_plugin(tmp_path, r
     with pytest.raises(ConfigError, match=r"\[rewards.needs_a_file\] 'needs_a_file' \(plugin 'file-plugin'\): "
                                           r"FileNotFoundError: .*missing.bin"):
         Engine(config, tmp_path)
+
+
+def test_the_built_in_plugins_pass_the_conformance_kit():
+    from rlgan_core.builtin.data import Digits, Gaussians
+    from rlgan_core.builtin.models import MaxoutDiscriminator, MLPDiscriminator, MLPGenerator
+    from rlgan_core.builtin.rewards import DigitClass, InsideBox, MirrorSymmetry
+    from rlgan_core.testing import (ContractError, check_data_source, check_model, check_reward, check_strategy,
+                                    quick_config)
+
+    for reward in (DigitClass(3), MirrorSymmetry(), InsideBox([0.0] * 64, [1.0] * 64)):
+        check_reward(reward)
+    digits, points = Digits(), Gaussians()
+    check_model(MLPGenerator(digits), digits)
+    check_model(MLPGenerator(points, latent_dim=2, batch_norm=True, activation="relu", output="linear"), points)
+    check_model(MLPDiscriminator(digits, spectral_norm=True, pack=2), digits, role="discriminator")
+    check_model(MaxoutDiscriminator(points, pack=4), points, role="discriminator")
+    check_data_source(Digits, value_range=(-1, 1))
+    check_data_source(Gaussians, {"layout": "grid"})
+    for strategy in ({"name": "gan", "r1": 1.0, "ema_decay": 0.9}, {"name": "ppo", "epochs": 2}):
+        generator = {"noise": 0.1} if strategy["name"] == "ppo" else {}
+        check_strategy(quick_config(strategy=strategy, generator=generator))
+    with pytest.raises(ContractError, match=r"reward .*: a reward returns one value per sample, shape \(8,\); "
+                                            r"it returned shape \(8, 2\)"):
+        check_reward(lambda samples, context: torch.zeros(len(samples), 2))

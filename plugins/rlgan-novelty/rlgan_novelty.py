@@ -26,6 +26,8 @@ class Novelty(Reward):
 
     def __call__(self, samples, context):
         flat = samples.flatten(1)
+        if len(flat) < 2:  # a sample alone in its batch has no neighbour to be far from
+            return flat.new_zeros(len(flat))
         distances = torch.cdist(flat, flat)
         distances = distances + torch.eye(len(flat), device=flat.device) * distances.max().detach()
         k = min(self.neighbours, len(flat) - 1)

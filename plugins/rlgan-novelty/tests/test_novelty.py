@@ -1,6 +1,7 @@
 import torch
 
 from rlgan_core.plugins import describe_plugins, registries
+from rlgan_core.testing import check_reward
 from rlgan_novelty import Novelty
 
 
@@ -23,3 +24,8 @@ def test_gradient_pushes_samples_apart():
     samples = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]], requires_grad=True)
     Novelty()(samples, None).sum().backward()
     assert samples.grad[0, 0] < 0 < samples.grad[1, 0]
+
+
+def test_the_reward_keeps_the_contract():
+    check_reward(Novelty())
+    check_reward(Novelty(neighbours=3))

@@ -1,0 +1,36 @@
+"""``rlgan new-plugin``: a ready plugin distribution of one kind, from the templates beside this file.
+
+``common/`` holds what every plugin distribution has (``pyproject.toml`` with the ``rlgan`` entry
+point, a README), each kind's folder its plugin module and a test that runs the conformance kit
+(``rlgan_core.testing``) and trains a few steps with the plugin; pip installs the result as it is.  ``{{dist}}``, ``{{module}}``,
+``{{short}}`` and ``{{title}}`` in them are filled in.
+"""
+
+import re
+from pathlib import Path
+
+TEMPLATES = Path(__file__).resolve().parent
+KINDS = ("reward", "model", "data", "strategy")
+
+
+def new_plugin(name: str, kind: str, parent: Path) -> Path:
+    """Write the distribution ``name`` (such as ``rlgan-sparkle``) of a ``kind`` plugin under ``parent``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name):
+        raise ValueError(f"{name!r} is not a distribution name (letters, digits, '-' and '_', starting with a letter)")
+    module = name.replace("-", "_").lower()
+    short = re.sub(r"^rlgan_", "", module)
+    fields = {"dist": name, "module": module, "short": short, "title": "".join(p.title() for p in short.split("_"))}
+    target = parent / name
+    if target.exists():
+        raise FileExistsError(f"{target} exists already")
+    for root in (TEMPLATES / "common", TEMPLATES / kind):
+        for template in sorted(root.rglob("*.tmpl")):
+            path = target / str(template.relative_to(root).with_suffix("")).replace("MODULE", module)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = template.read_text()
+            for key, value in fields.items():
+                text = text.replace("{{" + key + "}}", value)
+            path.write_text(text)
+    return target
