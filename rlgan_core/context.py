@@ -205,7 +205,8 @@ class TrainingContext:
         """
         columns, problem = [], None
         for bound in self.rewards:
-            value, problem = self.call_reward(bound, samples, context, steps)
+            # only a pathwise reward's gradient is used: the others get samples without one (NumPy-safe)
+            value, problem = self.call_reward(bound, samples if bound.pathwise else samples.detach(), context, steps)
             if problem:
                 break
             if steps and value.dim() == 1:
