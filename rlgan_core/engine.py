@@ -8,6 +8,7 @@ data, random number generators, rewards) lives in its :class:`rlgan_core.Trainin
 logging, checkpoints, evaluation, progress and pictures are plugins (``rlgan_core.builtin``).
 """
 
+import contextlib
 import inspect
 import json
 import time
@@ -114,25 +115,33 @@ class Engine:
 
     # --- the parts the loop uses --------------------------------------------------------------
 
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``n`` samples from a fixed seed (not the training RNGs), through the strategy's
-        ``sample``, with every model in eval mode; on the CPU."""
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """Every model in eval mode (batch norm on its running statistics, spectral norm without its
+        power iteration) and no gradients, then back as they were: what evaluation and sampling
+        see, so that they never change what training does next."""
         modes = {role: module.training for role, module in self.models.items()}
         for module in self.models.values():
             module.eval()
         try:
-            return self.strategy.sample(n, seed).cpu()
+            with torch.no_grad():
+                yield
         finally:
             for role, module in self.models.items():
                 module.train(modes[role])
+
+    def generate(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` samples from a fixed seed (not the training RNGs), through the strategy's
+        ``sample``, with every model in eval mode; on the CPU."""
+        with self.eval_mode():
+            return self.strategy.sample(n, seed).cpu()
 
     def evaluate(self) -> dict[str, float]:
         """Ask the plugins for metrics of a fixed-seed sample batch; tell them the merged result."""
         if self.rank != 0:
             return {}
         # evaluation must not move the training RNGs, or a resumed run would diverge from an uninterrupted one
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), self.eval_mode():
             samples = self.generate(self.config.evaluation.samples)
             metrics = {}
             for result in reversed(self.hook.rlgan_evaluate(engine=self, samples=samples)):

@@ -1,11 +1,10 @@
 """Evaluation: the data source's own quality metrics of the evaluation samples, and the mean of each
-configured reward on them (``reward_NAME``; rewards that score each step of a sample are left out).
+configured reward on them (``reward_NAME``; rewards that score each step of a sample are left out),
+with every model in eval mode (``Engine.evaluate``).
 A reward that fails here leaves its metric out, with a warning; training, not evaluation, decides
 whether a failing reward stops the run (``run.on_bad_reward``)."""
 
 import warnings
-
-import torch
 
 from ..hookspecs import hookimpl
 
@@ -15,13 +14,12 @@ def rlgan_evaluate(engine, samples):
     metrics = engine.data.metrics(samples)
     context = engine.context
     on_device = samples.to(context.device)
-    with torch.no_grad():
-        for bound in context.rewards:
-            if getattr(bound.reward, "per_step", False) or getattr(bound.reward, "per_token", False):
-                continue
-            value, problem = context.call_reward(bound, on_device, context.reward_context())
-            if problem:
-                warnings.warn(f"evaluation: {problem}; reward_{bound.name} left out", stacklevel=1)
-            else:
-                metrics[f"reward_{bound.name}"] = float(value.float().mean())
+    for bound in context.rewards:
+        if getattr(bound.reward, "per_step", False) or getattr(bound.reward, "per_token", False):
+            continue
+        value, problem = context.call_reward(bound, on_device, context.reward_context())
+        if problem:
+            warnings.warn(f"evaluation: {problem}; reward_{bound.name} left out", stacklevel=1)
+        else:
+            metrics[f"reward_{bound.name}"] = float(value.float().mean())
     return metrics
