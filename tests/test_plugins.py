@@ -1,5 +1,6 @@
 import ast
 import importlib
+import inspect
 import os
 import re
 import subprocess
@@ -195,14 +196,15 @@ def test_lifecycle_hooks_are_called_in_order(tmp_path, registered):
     assert summary["recorder"] and "recorded_mean" in summary
 
 
-def test_every_hook_is_documented():
+def test_every_hook_is_documented_with_its_signature():
     from rlgan_core import hookspecs
 
     docs = (ROOT / "docs" / "plugins.md").read_text()
     hooks = [name for name in dir(hookspecs) if name.startswith("rlgan_")]
     assert len(hooks) >= 8
     for name in hooks:
-        assert f"`{name}(" in docs, f"{name} is missing from docs/plugins.md"
+        arguments = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"`{name}({arguments})`" in docs, f"{name}({arguments}) is missing from docs/plugins.md"
 
 
 def test_reward_context_carries_the_batch_and_models(tmp_path, registered):
