@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from rlgan_core import Reward, hookimpl
+from rlgan_core.config import parse_config
 from rlgan_core.engine import Engine
 from rlgan_core.errors import ConfigError, PluginError, UnknownNameError
 from rlgan_core.plugins import describe_plugins, get_plugin_manager, invalid_plugin, registries
+from rlgan_core.testing import quick_config
 
 from helpers import tiny_config
 
@@ -310,3 +312,25 @@ def test_the_built_in_plugins_pass_the_conformance_kit():
     with pytest.raises(ContractError, match=r"reward .*: a reward returns one value per sample, shape \(8,\); "
                                             r"it returned shape \(8, 2\)"):
         check_reward(lambda samples, context: torch.zeros(len(samples), 2))
+
+
+def test_a_model_with_the_wrong_output_shape_is_named_before_training(tmp_path, registered):
+    class Flat(torch.nn.Module):
+        latent_dim = 4
+
+        def __init__(self, data):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 10)
+
+        def forward(self, z):
+            return self.linear(z)
+
+    class FlatPlugin:
+        @hookimpl
+        def rlgan_register_models(self, register):
+            register("flat", Flat)
+
+    registered(FlatPlugin(), "flat-plugin")
+    with pytest.raises(ConfigError, match=r"\[generator\] 'flat': generator\(latents of shape \(2, 4\)\) returned "
+                                          r"\(2, 10\); expected \(2, 64\)"):
+        Engine(parse_config(quick_config(generator={"name": "flat"})), tmp_path)

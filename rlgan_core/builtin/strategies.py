@@ -58,6 +58,37 @@ def discriminator_updates(context, steps, generate=None, r1=0.0):
     return batch, discriminator_loss.detach()
 
 
+def check_gan_models(context):
+    """The models' part of the GAN contract, checked once before training, so that a model that
+    breaks it fails with a line naming it rather than deep inside a step: the generator maps
+    ``[N, latent_dim]`` latents to ``[N, *data.shape]`` samples, the discriminator those to ``[N]``
+    logits, each on the run's device.  Probed in eval mode on zeros: no state or RNG moves."""
+    config, shape = context.config, tuple(context.data.shape)
+    generator, discriminator = context.generator, context.discriminator
+    where = f"[generator] {config.generator.name!r}"
+    if not isinstance(getattr(generator, "latent_dim", None), int):
+        raise ConfigError(f"{where}: a generator under gan needs an integer latent_dim attribute")
+    modes = (generator.training, discriminator.training)
+    generator.eval(), discriminator.eval()
+    try:
+        with torch.no_grad():
+            latents = torch.zeros(2, generator.latent_dim, device=context.device)
+            samples = generator(latents)
+            if not isinstance(samples, torch.Tensor) or tuple(samples.shape) != (2, *shape):
+                found = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+                raise ConfigError(f"{where}: generator(latents of shape {tuple(latents.shape)}) returned {found}; "
+                                  f"expected {(2, *shape)}, the data's shape per sample")
+            if samples.device != context.device:
+                raise ConfigError(f"{where}: returned samples on {samples.device}; expected {context.device}")
+            logits = discriminator(samples)
+            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2,):
+                found = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                raise ConfigError(f"[discriminator] {config.discriminator.name!r}: discriminator(samples of shape "
+                                  f"{tuple(samples.shape)}) returned {found}; expected (2,), one logit per sample")
+    finally:
+        generator.train(modes[0]), discriminator.train(modes[1])
+
+
 def r1_penalty(logits, real):
     """``E ||grad_x D(x)||^2 / 2`` over the real batch ``real`` (which requires grad), from the
     discriminator's ``logits`` for it; differentiable, for the discriminator's loss."""
@@ -89,6 +120,7 @@ class GAN(Strategy):
             raise ValueError(f"lr_decay must be one of {sorted(LR_DECAYS)}, got {lr_decay!r}")
         if init_from:
             context.load_models(init_from)
+        check_gan_models(context)
         self.r1, self.lr_decay = r1, LR_DECAYS[lr_decay]
         self.average = WeightAverage(context, "generator", ema_decay) if ema_decay else None
 
