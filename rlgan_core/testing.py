@@ -174,10 +174,13 @@ def check_strategy(config: dict, steps: int = 4) -> None:
                                         f"after {steps} steps {role}.{key} differs from the uninterrupted run's")
 
 
+PLUGIN_TABLES = ("strategy", "data", "generator", "discriminator")  # tables whose "name" is a plugin's
+
+
 def quick_config(**sections) -> dict:
     """A digits run small enough to train in seconds on a CPU, as a dict.  Each of ``sections``
-    replaces its table when it names a plugin (``name``) or is ``rewards``, else extends it; ``None``
-    removes it."""
+    replaces its table when it names another plugin (a ``name`` in ``[strategy]``, ``[data]``,
+    ``[generator]`` or ``[discriminator]``) or is ``rewards``, else extends it; ``None`` removes it."""
     raw = {
         "run": {"name": "quick", "steps": 6, "batch_size": 16, "device": "cpu"},
         "generator": {"name": "mlp_generator", "latent_dim": 8, "hidden": [32]},
@@ -187,7 +190,7 @@ def quick_config(**sections) -> dict:
         "logging": {"progress": False, "tensorboard": False},
     }
     for name, values in sections.items():
-        replaces = values is None or name == "rewards" or "name" in values
+        replaces = values is None or name == "rewards" or (name in PLUGIN_TABLES and "name" in values)
         raw[name] = values if replaces else {**raw.get(name, {}), **values}
     return {name: values for name, values in raw.items() if values is not None}
 
