@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from .config import parse_config
+from .hookspecs import hookimpl
 from .reward import RewardContext
 
 __all__ = ["ContractError", "check_data_source", "check_model", "check_reward", "check_strategy", "quick_config"]
@@ -149,29 +150,50 @@ def check_strategy(config: dict, steps: int = 4) -> None:
     from .checkpoint import list_checkpoints
     from .engine import Engine
 
-    def run(run_dir, step_count, resume=False):
+    def run(run_dir, stop_at=None, resume=False):
         raw = copy.deepcopy(config)
-        raw["run"] = {**raw.get("run", {}), "steps": step_count}
-        raw["checkpoint"] = {"every": max(1, steps // 2), "keep": 2}
+        raw["run"] = {**raw.get("run", {}), "steps": steps}
+        raw["checkpoint"] = {"every": steps, "keep": 2}
         raw["evaluation"] = {"every": steps, "samples": 16}
         raw["logging"] = {"progress": False, "tensorboard": False}
         engine = Engine(parse_config(raw, "check_strategy"), run_dir)
         if resume:
             engine.load_checkpoint(list_checkpoints(Path(run_dir) / "checkpoints")[-1])
-        engine.run()
+        if stop_at is None:
+            engine.run()
+            return engine
+        # stopped as SIGTERM stops a run: after step stop_at, with a checkpoint of that step
+        stopper = StopAt(stop_at)
+        engine.pm.register(stopper)
+        try:
+            engine.run()
+        finally:
+            engine.pm.unregister(stopper)
         return engine
 
     name = config.get("strategy", {}).get("name", "gan")
     with tempfile.TemporaryDirectory() as folder:
-        whole = run(Path(folder) / "whole", steps)
-        run(Path(folder) / "part", steps // 2)
-        resumed = run(Path(folder) / "part", steps, resume=True)
+        whole = run(Path(folder) / "whole")
+        run(Path(folder) / "part", stop_at=steps // 2)
+        resumed = run(Path(folder) / "part", resume=True)
         for role, model in whole.models.items():
             for key, value in model.state_dict().items():
                 if not torch.equal(value, resumed.models[role].state_dict()[key]):
                     raise ContractError(f"strategy {name!r}", "a run resumed from a checkpoint continues exactly (keep "
                                         "what the strategy needs across steps in state_dict)",
                                         f"after {steps} steps {role}.{key} differs from the uninterrupted run's")
+
+
+class StopAt:
+    """A plugin that asks the run to stop once step ``step`` is done."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    @hookimpl
+    def rlgan_step_end(self, engine, output):
+        if engine.state.step == self.step:
+            engine.request_stop(f"stopped at step {self.step}")
 
 
 PLUGIN_TABLES = ("strategy", "data", "generator", "discriminator")  # tables whose "name" is a plugin's

@@ -97,7 +97,7 @@ def r1_penalty(logits, real):
 
 
 LR_DECAYS = {
-    "none": lambda progress: 1.0,
+    "none": None,
     "linear": lambda progress: 1.0 - progress,
     "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
 }
@@ -125,17 +125,18 @@ class GAN(Strategy):
         self.average = WeightAverage(context, "generator", ema_decay) if ema_decay else None
 
     def set_learning_rates(self):
-        """Each optimizer's rate for this step: ``[optimizer]``'s, times the decay at this point of the run."""
-        context = self.context
-        factor = self.lr_decay(context.state.step / context.config.run.steps)
-        for role, optimizer in context.optimizers.items():
+        """Each optimizer's rate for this step: its first rate (kept as ``initial_lr``, as PyTorch's
+        schedulers keep it, and saved with the optimizer), times the decay at this point of the run."""
+        factor = self.lr_decay(self.context.state.step / self.context.config.run.steps)
+        for optimizer in self.context.optimizers.values():
             for group in optimizer.param_groups:
-                group["lr"] = context.config.optimizer.lr(role) * factor
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def step(self):
         context = self.context
         started = time.perf_counter()
-        self.set_learning_rates()
+        if self.lr_decay is not None:
+            self.set_learning_rates()
         batch, discriminator_loss = discriminator_updates(context, context.config.optimizer.discriminator_steps,
                                                           r1=self.r1)
 
