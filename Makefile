@@ -9,7 +9,7 @@ TORCH_CUDA := torch==2.14.1
 CUDA_HOME ?= /usr/local/cuda
 TORCH_CUDA_ARCH_LIST ?= 9.0
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
-SOURCES := pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
+SOURCES := pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/builds/*.cpp csrc/cuda/*.cu)
 
 .PHONY: train test bench cuda-build test-second-torch classifier clean
 
@@ -22,9 +22,10 @@ test: $(VENV)/.installed
 # CPU benchmarks (slow: the eager fallback at the large shapes takes seconds per call); the
 # tables land in benchmarks/results/tables.md, from which BENCHMARKS.md quotes.
 bench: $(VENV)/.installed
-	$(PY) -m pytest benchmarks -p no:cacheprovider --ignore=benchmarks/test_seqgan_step.py \
+	$(PY) -m pytest benchmarks -p no:cacheprovider --ignore=benchmarks/test_seqgan_step.py --ignore=benchmarks/test_seqgan_scaling.py \
 		--benchmark-json=benchmarks/results/cpu.json
 	$(PY) -m pytest benchmarks/test_seqgan_step.py -p no:cacheprovider --benchmark-json=benchmarks/results/cpu_seqgan.json
+	$(PY) -m pytest benchmarks/test_seqgan_scaling.py -p no:cacheprovider --benchmark-json=benchmarks/results/cpu_seqgan_scaling.json
 	$(PY) benchmarks/report.py benchmarks/results/*.json > benchmarks/results/tables.md
 
 # The second PyTorch of the tested range (pyproject.toml), with CUDA: compile the CUDA kernels
@@ -34,7 +35,7 @@ cuda-build: .venv-cuda/.installed
 	CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" RLGAN_FORCE_CUDA=1 MAX_JOBS=2 \
 		.venv-cuda/bin/python -m pip install -q --no-build-isolation --force-reinstall --no-deps .
 	PYTHONSAFEPATH=1 .venv-cuda/bin/python -c \
-		"from rlgan_core import extension; s = extension.status(); assert s.build['cuda'] == 'yes', s; print('CUDA build:', s.build)"
+		"from rlgan_core import extension; s = extension.status(); assert s.build['cuda'] == 'yes' and s.origin == 'prebuilt', s; print('CUDA build:', s.build)"
 
 test-second-torch: cuda-build
 	PYTHONSAFEPATH=1 .venv-cuda/bin/python -m pytest tests/test_ops.py -p no:cacheprovider -q

@@ -20,17 +20,10 @@ namespace rlgan {
 
 // What this build holds, as space-separated key=value pairs: the PyTorch it was compiled against
 // (major.minor, from RLGAN_TORCH_MAJOR and RLGAN_TORCH_MINOR, which rlgan_core/build.py sets),
-// the CPU instruction set its kernels use, whether OpenMP spreads rows over cores, and whether it
-// has CUDA kernels.  rlgan_core.extension reads it (no private PyTorch API needed) and
-// `rlgan doctor` prints it.
+// whether OpenMP spreads rows over cores, and whether it has CUDA kernels.  rlgan_core.extension
+// reads it (no private PyTorch API needed) and `rlgan doctor` prints it; the CPU kernels' own
+// instruction set is rlgan::cpu_kernels (cpu/losses.cpp).
 std::string build_info() {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
-  const char* cpu = "avx512";
-#elif defined(__AVX2__) && defined(__FMA__)
-  const char* cpu = "avx2";
-#else
-  const char* cpu = "default";
-#endif
 #ifdef _OPENMP
   const char* openmp = "yes";
 #else
@@ -41,7 +34,7 @@ std::string build_info() {
 #else
   const char* cuda = "no";
 #endif
-  return std::string("torch=") + RLGAN_VERSION_STRING(RLGAN_TORCH_MAJOR, RLGAN_TORCH_MINOR) + " cpu=" + cpu + " openmp=" + openmp + " cuda=" + cuda;
+  return std::string("torch=") + RLGAN_VERSION_STRING(RLGAN_TORCH_MAJOR, RLGAN_TORCH_MINOR) + " openmp=" + openmp + " cuda=" + cuda;
 }
 
 }  // namespace rlgan

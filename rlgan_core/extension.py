@@ -8,10 +8,13 @@
 * ``fallback``: always the pure-PyTorch implementation.
 """
 
+import importlib
+import json
 import os
 import sys
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -30,7 +33,7 @@ class Status:
     origin: str  # "prebuilt", "built on first use" or "" when not loaded
     devices: tuple[str, ...]  # device types the extension has kernels for
     reason: str  # why it is not loaded, or ""
-    build: dict = field(default_factory=dict)  # rlgan::build_info: torch, cpu, openmp, cuda
+    build: dict = field(default_factory=dict)  # rlgan::build_info (torch, openmp, cuda) and cpu: the CPU kernels' set
 
 
 def set_backend(backend: str | None) -> None:
@@ -81,31 +84,57 @@ def status() -> Status:
 
 def _load() -> Status:
     try:
+        _check_prebuilt_torch()
         from . import _C  # noqa: F401  (loading registers the rlgan:: ops)
 
+        _import_cpu_kernels()
         origin = "prebuilt"
     except ImportError as prebuilt_error:
         try:
             _build_on_first_use()
             origin = "built on first use"
         except Exception as build_error:  # any compiler or toolchain failure
-            return Status(
-                False,
-                "",
-                (),
-                f"no prebuilt extension ({prebuilt_error}) and building it failed ({_first_line(build_error)})",
-            )
+            return Status(False, "", (), f"no usable prebuilt extension ({prebuilt_error}) and building it failed "
+                                         f"({_first_line(build_error)})")
     info = dict(item.split("=", 1) for item in torch.ops.rlgan.build_info().split())
     running = ".".join(torch.__version__.split(".")[:2])
-    if info.get("torch") != running:
-        warnings.warn(
-            f"rlgan: the fused kernels were built against torch {info.get('torch')} but torch {running} is "
-            "running; reinstall rlgan (pip install --no-build-isolation) if they misbehave",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    devices = ("cpu", "cuda") if info.get("cuda") == "yes" else ("cpu",)
+    if info.get("torch") != running:  # a build older than the version check of _build.json
+        return Status(False, "", (), f"the fused kernels were built against torch {info.get('torch')} but torch "
+                                     f"{running} is running; {REINSTALL}", info)
+    try:
+        info["cpu"] = torch.ops.rlgan.cpu_kernels()
+    except (AttributeError, RuntimeError):  # no CPU kernels could be imported
+        info["cpu"] = "none"
+    devices = (("cpu",) if info["cpu"] != "none" else ()) + (("cuda",) if info.get("cuda") == "yes" else ())
     return Status(True, origin, devices, "", info)
+
+
+REINSTALL = "reinstall rlgan against it: pip install --no-build-isolation --force-reinstall --no-deps rlgan"
+
+
+def _check_prebuilt_torch() -> None:
+    """Refuse (as an ImportError) prebuilt modules made for another PyTorch than the one running,
+    before loading them: their binary interface differs, so loading them could crash the process."""
+    recorded = Path(__file__).with_name(build.BUILD_FILE)
+    if not recorded.exists():
+        return
+    built = json.loads(recorded.read_text()).get("torch")
+    running = ".".join(torch.__version__.split(".")[:2])
+    if built != running:
+        raise ImportError(f"it was built against torch {built} but torch {running} is running; {REINSTALL}")
+
+
+def _import_cpu_kernels() -> None:
+    """Import the prebuilt CPU kernels for the best instruction set this CPU runs (PyTorch's own
+    judgement, ``torch.backends.cpu.get_cpu_capability()``), else the next best that imports."""
+    order = list(build.X86_CPU_VARIANTS)
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    for name in order[order.index(capability):] if capability in order else ["default"]:
+        try:
+            importlib.import_module(f"{__package__}._cpu_{name}")
+            return
+        except ImportError:
+            continue
 
 
 def _build_on_first_use():

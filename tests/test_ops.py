@@ -519,3 +519,71 @@ def test_build_info_names_the_build():
     assert set(info) >= {"torch", "cpu", "openmp", "cuda"}
     assert info["torch"] == ".".join(torch.__version__.split(".")[:2])
     assert info["openmp"] == "yes"  # rows spread over cores: both builds pass -fopenmp
+
+
+PREBUILT = extension.status().origin == "prebuilt"
+
+
+@pytest.mark.skipif(not PREBUILT, reason="the per-instruction-set CPU modules come with pip install")
+@pytest.mark.parametrize("capability", ["avx2", "default"])
+def test_every_cpu_build_meets_the_float64_reference(capability):
+    """pip install builds the CPU kernels per instruction set; ``ATEN_CPU_CAPABILITY`` makes the
+    extension load a lower one than this CPU's best, which must compute the same losses."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import torch
+from rlgan_core import extension, ops
+assert extension.status().build["cpu"] == "CAPABILITY", extension.status()
+extension.set_backend("fused")
+torch.manual_seed(0)
+for n, v in ((3, 5), (64, 1000), (17, 33)):
+    logits = torch.randn(n, v, dtype=torch.float64) * 4
+    actions, advantages = torch.randint(0, v, (n,)), torch.randn(n, dtype=torch.float64)
+    x = logits.float().requires_grad_()
+    ops.policy_gradient_loss(x, actions, advantages.float(), entropy_coef=0.1).backward()
+    reference = logits.clone().requires_grad_()
+    extension.set_backend("fallback")
+    expected = ops.policy_gradient_loss(reference, actions, advantages, entropy_coef=0.1)
+    expected.backward()
+    extension.set_backend("fused")
+    torch.testing.assert_close(x.grad.double(), reference.grad, atol=2e-6, rtol=2e-5)
+    d_fake, rewards = torch.randn(n, dtype=torch.float64), torch.randn(n, 2, dtype=torch.float64)
+    weights = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    d = d_fake.float().requires_grad_()
+    loss = ops.reward_weighted_gan_loss(d, rewards.float(), weights.float(), temperature=0.5)
+    loss.backward()
+    extension.set_backend("fallback")
+    d64 = d_fake.clone().requires_grad_()
+    loss64 = ops.reward_weighted_gan_loss(d64, rewards, weights, temperature=0.5)
+    loss64.backward()
+    extension.set_backend("fused")
+    torch.testing.assert_close(loss.double(), loss64, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(d.grad.double(), d64.grad, atol=1e-6, rtol=1e-5)
+print("ok")
+""".replace("CAPABILITY", capability)
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+@pytest.mark.skipif(not PREBUILT, reason="pip install records the PyTorch it built against")
+def test_modules_built_for_another_torch_are_refused_before_they_load():
+    import subprocess
+    import sys
+
+    script = """
+import sys, torch
+torch.__version__ = "2.99.0"                  # as if another PyTorch had been installed since
+sys.modules["torch.utils.cpp_extension"] = None  # and nothing could be built on first use
+from rlgan_core.cli import main
+main(["doctor"])
+print("loaded:", "rlgan_core._C" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    built = extension.status().build["torch"]
+    assert f"it was built against torch {built} but torch 2.99 is running" in result.stdout, result.stdout
+    assert "pip install --no-build-isolation" in result.stdout and "cpu: fallback" in result.stdout
+    assert "loaded: False" in result.stdout

@@ -1,5 +1,9 @@
 // CPU kernels of the rlgan:: losses: rows in parallel (at::parallel_for), vectorised with
-// at::vec::Vectorized.  The derivation and the numerics are in docs/kernels.md.
+// at::vec::Vectorized for the instruction set this file is compiled for.  The derivation and the
+// numerics are in docs/kernels.md.  pip install builds it once per instruction set, each a Python
+// module of its own (RLGAN_CPU_MODULE names it; rlgan_core/build.py), so that a wheel runs on any
+// CPU and the extension imports the fastest build the CPU runs; the build on first use links it
+// into one library with the schemas.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define CPU_CAPABILITY_AVX512
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -18,6 +22,7 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <string>
 #include <mutex>
 #include <type_traits>
 #include <utility>
@@ -508,6 +513,19 @@ at::Tensor policy_loss_inplace_cpu(at::Tensor& logits, const at::Tensor& actions
 
 }  // namespace
 
+// The instruction set of these kernels, for rlgan_core.extension and `rlgan doctor`.
+std::string cpu_kernels() {
+#if defined(CPU_CAPABILITY_AVX512)
+  return "avx512";
+#elif defined(CPU_CAPABILITY_AVX2)
+  return "avx2";
+#else
+  return "default";
+#endif
+}
+
+TORCH_LIBRARY_FRAGMENT(rlgan, m) { m.def("cpu_kernels() -> str", &cpu_kernels); }
+
 TORCH_LIBRARY_IMPL(rlgan, CPU, m) {
   m.impl("reward_weighted_gan_loss", &gan_loss_cpu);
   m.impl("policy_gradient_loss", &policy_loss_cpu);
@@ -517,3 +535,16 @@ TORCH_LIBRARY_IMPL(rlgan, CPU, m) {
 }
 
 }  // namespace rlgan
+
+#ifdef RLGAN_CPU_MODULE
+// Importing rlgan_core._cpu_<instruction set> runs the static registrations above; it has no functions.
+#include <Python.h>
+#define RLGAN_CONCAT_(a, b) a##b
+#define RLGAN_CONCAT(a, b) RLGAN_CONCAT_(a, b)
+#define RLGAN_STRINGIFY_(x) #x
+#define RLGAN_STRINGIFY(x) RLGAN_STRINGIFY_(x)
+extern "C" PyObject* RLGAN_CONCAT(PyInit_, RLGAN_CPU_MODULE)(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, RLGAN_STRINGIFY(RLGAN_CPU_MODULE), nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+#endif
