@@ -20,6 +20,9 @@ def table(path):
         groups[bench["group"]].append(bench)
     lines = [f"From `{path}` ({data['machine_info'].get('cpu', {}).get('brand_raw', '')}, {data['datetime'][:10]}):", ""]
     for group, benches in sorted(groups.items()):
+        if all("epoch_time_s" in b["extra_info"] for b in benches):
+            lines += scaling_table(group, benches)
+            continue
         copy = next((b for b in benches if b["extra_info"].get("implementation") == "copy"), None)
         lines += [f"**{group}**", "", "| implementation | median | vs fastest | GB/s | of copy roofline | peak memory |",
                   "|---|---|---|---|---|---|"]
@@ -38,6 +41,18 @@ def table(path):
                          f"| {name} | {median * 1e3:.3f} ms | {median / fastest:.2f}x | {rate} | {roofline} | |")
         lines.append("")
     return "\n".join(lines)
+
+
+def scaling_table(group, benches):
+    """Data-parallel runs (``test_seqgan_scaling.py``): the epoch time from each run's own log."""
+    rows = sorted((b["extra_info"] for b in benches), key=lambda info: (info["processes"], -info["threads_per_process"]))
+    lines = [f"**{group}**", "", "| processes × threads | batch per process | epoch (median) | sequences/s | vs the first row |",
+             "|---|---|---|---|---|"]
+    for info in rows:
+        lines.append(f"| {info['processes']} × {info['threads_per_process']} | {info['batch_per_process']} | "
+                     f"{info['epoch_time_s']:.2f} s | {info['sequences_per_s']:.1f} | "
+                     f"{rows[0]['epoch_time_s'] / info['epoch_time_s']:.2f}x |")
+    return lines + [""]
 
 
 def queued_table(path, data):

@@ -68,6 +68,20 @@ def newest(path: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def newest_valid(folder: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint in ``folder`` that reads and verifies (``None`` when none does), and
+    why each newer one was passed over."""
+    skipped = []
+    for path in reversed(list_checkpoints(Path(folder))):
+        try:
+            load(path)
+        except CheckpointError as error:
+            skipped.append(str(error))
+            continue
+        return path, skipped
+    return None, skipped
+
+
 def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries of a checkpoint's ``tensors`` under ``prefix.`` (one model role, one plugin's
     state), without the prefix."""

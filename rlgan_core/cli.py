@@ -75,9 +75,8 @@ def cmd_train(args) -> int:
 
     if args.resume:
         run_dir = Path(args.resume)
-        saved = checkpoint.list_checkpoints(run_dir / "checkpoints")
-        if not saved:
-            raise RlganError(f"{run_dir}: no checkpoint to resume from")
+        if not (run_dir / "config.json").is_file():
+            raise RlganError(f"{run_dir}: no run to resume (no config.json)")
         config = parse_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
     else:
         config = load_config(args.config)
@@ -91,10 +90,13 @@ def cmd_train(args) -> int:
     run_dir = Path(distributed.broadcast_object(str(run_dir)))  # under torchrun: rank 0's choice
     main_process = distributed.rank() == 0
     engine = Engine(config, run_dir)
-    if args.resume:
-        engine.load_checkpoint(saved[-1])
+    found = checkpoint_to_resume(run_dir, to_dict(engine.config), explicit=bool(args.resume), warn=main_process)
+    found = distributed.broadcast_object(found and str(found))  # every rank resumes from rank 0's choice
+    if found:
+        engine.load_checkpoint(Path(found))
     if main_process:
-        start = f"resuming {run_dir} from step {engine.state.step}" if args.resume else f"run directory {run_dir}"
+        start = (f"resuming {run_dir} from step {engine.state.step}" + ("" if args.resume else " (the run there has this config)")
+                 if found else f"run directory {run_dir}")
         print(f"rlgan: {start}" + (f" ({engine.world_size} processes)" if engine.world_size > 1 else ""), flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_atomically(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
@@ -109,6 +111,49 @@ def cmd_train(args) -> int:
         print("rlgan: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         print(f"rlgan: finished {summary['steps']} steps; results in {run_dir}", flush=True)
     return 128 + received[0] if received else 0
+
+
+def checkpoint_to_resume(run_dir: Path, config: dict, explicit: bool, warn: bool) -> Path | None:
+    """The checkpoint a run starts from: with ``--resume`` (``explicit``), or when ``--run-dir``
+    holds a run of this same config (so that a job requeued or restarted with the same command
+    continues it), the newest checkpoint that verifies, newer broken ones passed over with a
+    warning; ``None`` for a fresh start (an empty folder, or a run that died before its first
+    checkpoint).  A folder holding a run of another config is an error."""
+    from . import checkpoint
+
+    saved = run_dir / "config.json"
+    if not explicit and saved.is_file():
+        try:
+            held = json.loads(saved.read_text())
+        except ValueError as error:
+            raise RlganError(f"{saved}: unreadable ({error}); pick another --run-dir") from None
+        difference = first_difference(held, json.loads(json.dumps(config)))
+        if difference:
+            raise RlganError(f"{run_dir} holds a run of another config ({difference}); pick another --run-dir, "
+                             f"or continue that run with: rlgan train --resume {run_dir}")
+    elif not explicit:
+        return None
+    found, skipped = checkpoint.newest_valid(run_dir / "checkpoints")
+    if warn:
+        for why in skipped:
+            print(f"rlgan: warning: passing over a broken checkpoint: {why}", file=sys.stderr, flush=True)
+    if found is None and explicit:
+        raise RlganError(f"{run_dir}: no checkpoint to resume from" + (" that verifies" if skipped else ""))
+    return found
+
+
+def first_difference(held, wanted, where: str = "") -> str:
+    """Where two configs (as plain data) first differ, as ``key: held vs wanted``; "" when equal."""
+    if isinstance(held, dict) and isinstance(wanted, dict):
+        for key in sorted(set(held) | set(wanted)):
+            inner = f"{where}.{key}" if where else key
+            if key not in held or key not in wanted:
+                return f"{inner}: {'absent' if key not in held else held[key]!r} there, {'absent' if key not in wanted else wanted[key]!r} here"
+            found = first_difference(held[key], wanted[key], inner)
+            if found:
+                return found
+        return ""
+    return "" if held == wanted else f"{where}: {held!r} there, {wanted!r} here"
 
 
 @contextlib.contextmanager
@@ -217,12 +262,14 @@ def cmd_doctor(args) -> int:
 
     found = extension.status()
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+    print(f"this CPU: {torch.backends.cpu.get_cpu_capability()} (as PyTorch rates it; ATEN_CPU_CAPABILITY lowers it)")
     print(f"kernel backend: {extension.backend()} (RLGAN_KERNEL or [kernel] backend)")
     if found.loaded:
-        print(f"fused extension: loaded ({found.origin}); kernels for: {', '.join(found.devices)}")
+        print(f"fused extension: loaded ({found.origin}); kernels for: {', '.join(found.devices) or 'no device'}")
         build = found.build
-        print(f"  built against torch {build.get('torch')}; CPU kernels for {build.get('cpu')}, "
-              f"OpenMP {build.get('openmp')}, CUDA kernels {build.get('cuda')}")
+        running = ".".join(torch.__version__.split(".")[:2])
+        print(f"  built against torch {build.get('torch')} (running {running}: the same)")
+        print(f"  CPU kernels for {build.get('cpu')}, OpenMP {build.get('openmp')}, CUDA kernels {build.get('cuda')}")
     else:
         print(f"fused extension: not loaded: {found.reason}")
     for device in ("cpu", "cuda"):

@@ -65,7 +65,11 @@ class LossConfig:
 
 @dataclass
 class RewardConfig:
-    weight: float = 1.0
+    """A ``[rewards.NAME]`` table: ``weight`` (a number, or a schedule ``[[step, weight], ...]``),
+    ``pathwise``, and the plugin's options (with the engine's ``chunk_size`` and ``workers``,
+    :mod:`rlgan_core.scoring`)."""
+
+    weight: float | list[list[float]] = 1.0
     pathwise: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -171,7 +175,7 @@ def _build(cls, raw: Any, where: str):
         return ComponentConfig(name, raw)
     if cls is RewardConfig:
         raw = dict(raw)
-        weight = _check(float, raw.pop("weight", 1.0), _key(where, "weight"))
+        weight = _weight(raw.pop("weight", 1.0), _key(where, "weight"))
         pathwise = _check(bool, raw.pop("pathwise", False), _key(where, "pathwise"))
         return RewardConfig(weight, pathwise, raw)
     hints = typing.get_type_hints(cls)
@@ -183,6 +187,25 @@ def _build(cls, raw: Any, where: str):
         )
     values = {key: _check(hints[key], value, _key(where, key)) for key, value in raw.items()}
     return cls(**values)
+
+
+def _weight(value, where: str):
+    """A reward's weight: a number, or a schedule of ``[step, weight]`` points with rising steps."""
+    if not isinstance(value, list):
+        return _check(float, value, where)
+    if not value:
+        raise ConfigError(f"{where}: a weight schedule needs at least one [step, weight] point")
+    points = []
+    for i, point in enumerate(value):
+        if not (isinstance(point, list) and len(point) == 2):
+            raise ConfigError(f"{where}[{i}]: expected a [step, weight] pair, got {point!r}")
+        step = point[0]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ConfigError(f"{where}[{i}]: the step must be an integer >= 0, got {step!r}")
+        if points and step <= points[-1][0]:
+            raise ConfigError(f"{where}[{i}]: the steps must rise, got {step} after {points[-1][0]}")
+        points.append([step, _check(float, point[1], f"{where}[{i}]")])
+    return points
 
 
 def _check(hint, value, where: str):

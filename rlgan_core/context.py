@@ -10,6 +10,7 @@ exactly.
 
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +20,7 @@ from .config import Config
 from .datasource import DataSource
 from .errors import ConfigError, RewardError
 from .reward import RewardContext
+from .scoring import BoundReward, PendingRewards, RewardCall
 
 
 RESERVED_ROLES = ("rng", "data", "strategy", "reward")  # checkpoint prefixes of other things
@@ -46,17 +48,6 @@ class StepOutput:
     samples: int = 0  # samples this rank generated for the generator update
 
 
-@dataclass
-class BoundReward:
-    """A configured reward: the callable, its weight, whether its gradient is used, its origin."""
-
-    name: str
-    plugin: str
-    reward: object
-    weight: float
-    pathwise: bool
-
-
 class TrainingContext:
     """The models, optimizers, data, random number generators and rewards of a run.
 
@@ -74,7 +65,9 @@ class TrainingContext:
     - ``data_rng`` (CPU) and ``latent_rng`` (``device``): the run's generators for data order and
       latents, saved with every checkpoint; draw from them, not from the global generator, for
       anything that must be equal on every rank and after a resume.
-    - ``rewards``: the configured rewards (:class:`BoundReward`), ``reward_weights`` ``[K]``.
+    - ``rewards``: the configured rewards (:class:`BoundReward`), ``reward_weights`` ``[K]``: their
+      weights at the current step (a ``[rewards.NAME]`` weight may follow a schedule over steps;
+      read them each step, do not keep them).
     """
 
     def __init__(self, config: Config, device: torch.device, data: DataSource, models: dict[str, torch.nn.Module],
@@ -91,8 +84,15 @@ class TrainingContext:
         self.data_rng = torch.Generator().manual_seed(config.run.seed + 1)
         self.latent_rng = torch.Generator(device).manual_seed(config.run.seed + 2)
         self.data_order = torch.empty(0, dtype=torch.long)  # the rest of the current epoch's shuffle
+        self.reward_pools: dict[str, ThreadPoolExecutor] = {}
 
     # --- models -------------------------------------------------------------------------------
+
+    def average_gradients(self, role: str) -> None:
+        """Average the gradients of model role ``role`` over the ranks, for an update whose forward
+        pass does not go through ``trained[role]`` (which averages them itself): a method other
+        than ``forward``, such as a sequence policy's ``logits``.  Nothing with one process."""
+        distributed.average_gradients(self.models[role])
 
     def add_model(self, role: str, module: torch.nn.Module, lr: float | None = None) -> None:
         """Add ``module`` as model role ``role`` (on the run's device): trained with Adam at ``lr``
@@ -179,6 +179,16 @@ class TrainingContext:
         draw = torch.rand if uniform else torch.randn
         return distributed.local_part(draw(size, *shape, generator=self.latent_rng, device=self.device))
 
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's part of a global batch, concatenated in rank order: the whole batch whose
+        rows :meth:`noise` (or :meth:`next_batch`) handed this rank (itself with one process)."""
+        return distributed.gather_rows(tensor)
+
+    def reward_noise(self, n: int, *shape: int) -> torch.Tensor:
+        """Standard normal noise ``[n, *shape]`` for ``n`` samples being scored: this rank's rows of
+        a draw for the global batch from ``latent_rng`` (``RewardContext.noise``)."""
+        return self.noise(*shape, size=n * self.world_size)
+
     def seed(self) -> int:
         """A seed drawn from ``latent_rng``: the same on every rank and after a resume; for noise
         drawn by code that takes no generator (``torch.distributions``' ``sample()``), under
@@ -189,10 +199,24 @@ class TrainingContext:
 
     def reward_context(self, **fields) -> RewardContext:
         """A :class:`rlgan_core.RewardContext` for this step: ``step``, ``data``, ``device``,
-        ``models``, ``generator`` and ``discriminator`` filled in; the rest from ``fields``."""
+        ``models``, ``generator``, ``discriminator`` and ``noise`` filled in; the rest from ``fields``."""
         known = dict(step=self.state.step, data=self.data, device=self.device, models=self.models,
-                     generator=self.generator, discriminator=self.discriminator)
+                     generator=self.generator, discriminator=self.discriminator, noise=self.reward_noise)
         return RewardContext(**{**known, **fields})
+
+    def set_reward_weights(self, step: int) -> None:
+        """Each reward's ``weight`` and ``reward_weights`` for ``step``: those with a schedule move."""
+        if any(bound.schedule for bound in self.rewards):
+            for bound in self.rewards:
+                bound.weight = bound.weight_at(step)
+            self.reward_weights = torch.tensor([r.weight for r in self.rewards], device=self.device)
+
+    def start_rewards(self, samples: torch.Tensor, context: RewardContext, steps: int | None = None) -> PendingRewards:
+        """Start the asynchronous rewards (``workers`` > 0) on ``samples`` and return at once; the
+        result's ``result(**fields)`` calls the others, with ``context`` completed by ``fields``,
+        waits for all, and returns what :meth:`compute_rewards` returns.  A strategy starts them
+        as soon as its samples exist, so that slow rewards run while it does other work."""
+        return PendingRewards(self, samples, context, steps)
 
     def compute_rewards(self, samples: torch.Tensor, context: RewardContext, steps: int | None = None) -> torch.Tensor | None:
         """Each configured reward on ``samples``, checked, as columns of an [N, K] tensor.
@@ -203,11 +227,17 @@ class TrainingContext:
         error naming it, its plugin and the step; with ``run.on_bad_reward = "skip"`` this batch's
         update is skipped instead (``None``), and counted.  All ranks decide together.
         """
+        return self.start_rewards(samples, context, steps).result()
+
+    def collect_rewards(self, pending: PendingRewards, context: RewardContext) -> torch.Tensor | None:
+        """What :meth:`compute_rewards` returns, for rewards started with :meth:`start_rewards`."""
+        samples, steps = pending.samples, pending.steps
         columns, problem = [], None
         for bound in self.rewards:
-            # only a pathwise reward's gradient is used: the others get samples without one (NumPy-safe)
-            value, problem = self.call_reward(bound, samples if bound.pathwise else samples.detach(), context, steps)
+            value, problem = self.finish_reward(pending.call(bound, context), len(samples), samples.device,
+                                                context.step, steps)
             if problem:
+                pending.cancel()
                 break
             if steps and value.dim() == 1:
                 value = value.unsqueeze(1).expand(len(samples), steps)
@@ -221,6 +251,18 @@ class TrainingContext:
         if not columns:
             return torch.zeros((len(samples), steps) if steps else (len(samples),), device=samples.device).unsqueeze(-1)
         return torch.stack(columns, dim=-1).float()
+
+    def reward_pool(self, bound: BoundReward) -> ThreadPoolExecutor:
+        """The worker threads of an asynchronous reward (``workers`` of them), made on first use."""
+        if bound.name not in self.reward_pools:
+            self.reward_pools[bound.name] = ThreadPoolExecutor(bound.workers, thread_name_prefix=f"reward-{bound.name}")
+        return self.reward_pools[bound.name]
+
+    def close(self) -> None:
+        """Let the rewards' worker threads go (the engine calls this when a run ends)."""
+        for pool in self.reward_pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.reward_pools.clear()
 
     def skip_batch(self, problem: str) -> None:
         """Count a batch whose update is skipped (``run.on_bad_reward = "skip"``); say why the first
@@ -237,21 +279,34 @@ class TrainingContext:
 
     def call_reward(self, bound: BoundReward, samples: torch.Tensor, context: RewardContext,
                     steps: int | None = None) -> tuple[torch.Tensor | None, str | None]:
-        """One reward on ``samples``: its value, or ``None`` and what is wrong with it (it raised,
-        or returned a tensor of the wrong shape or device, or NaN or infinite values), naming the
-        reward, its plugin and the step."""
-        n = len(samples)
-        shapes = [(n,), (n, steps)] if steps else [(n,)]
-        where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {context.step}"
-        try:
-            value = bound.reward(samples, context)
-        except Exception as error:
-            return None, f"{where} raised {type(error).__name__}: {error}"
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            return None, f"{where} returned {shape}; expected a tensor of shape {' or '.join(map(str, shapes))}"
-        if value.device != samples.device:
-            return None, f"{where} returned a tensor on {value.device}; expected {samples.device}"
+        """One reward on ``samples``, on this thread (in chunks, if it has a ``chunk_size``): its
+        value, or ``None`` and what is wrong with it, naming the reward, its plugin and the step."""
+        return self.finish_reward(RewardCall(bound, samples, context, None), len(samples), samples.device,
+                                  context.step, steps)
+
+    @staticmethod
+    def finish_reward(call: RewardCall, n: int, device: torch.device, step: int,
+                      steps: int | None = None) -> tuple[torch.Tensor | None, str | None]:
+        """A started reward call's value for the ``n`` samples, or ``None`` and what is wrong with
+        it (it raised, or returned something other than a tensor of the right shape on ``device``,
+        or NaN or infinite values)."""
+        bound = call.bound
+        where = f"reward {bound.name!r} (plugin {bound.plugin!r}) at step {step}"
+        chunks = []
+        for size, value in zip(call.sizes, call.wait()):
+            if isinstance(value, Exception):
+                return None, f"{where} raised {type(value).__name__}: {value}"
+            shapes = [(size,), (size, steps)] if steps else [(size,)]
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                called = f" (called on {size} of the {n} samples)" if size != n else ""
+                return None, f"{where} returned {shape}{called}; expected a tensor of shape {' or '.join(map(str, shapes))}"
+            if value.device != device:
+                return None, f"{where} returned a tensor on {value.device}; expected {device}"
+            if chunks and value.dim() != chunks[0].dim():
+                return None, f"{where} returned {tuple(value.shape)} for one chunk and {tuple(chunks[0].shape)} for another"
+            chunks.append(value)
+        value = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         if not torch.isfinite(value).all():
             return None, f"{where} returned NaN or infinite values"
         return value, None

@@ -54,6 +54,16 @@ def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def average_gradients(module: torch.nn.Module) -> None:
+    """Replace each gradient of ``module``'s parameters by its mean over the ranks."""
+    if world_size() == 1:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad.div_(world_size())
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """Whether ``flag`` holds on any rank (so that all ranks take the same branch)."""
     if world_size() == 1:

@@ -24,6 +24,7 @@ from .context import BoundReward, State, StepOutput, TrainingContext
 from .errors import CheckpointError, ConfigError, RlganError
 from .plugins import describe_plugins, get_plugin_manager, registries
 from .registry import Entry
+from .scoring import CALL_OPTIONS
 from .strategy import Strategy
 
 __all__ = ["Engine", "State", "StepOutput", "BoundReward"]
@@ -103,6 +104,7 @@ class Engine:
             if phase_ended:
                 self.state.phase_metrics[finished_phase] = dict(self.state.metrics)
             self.hook.rlgan_step_end(engine=self, output=output)
+        self.context.close()
         summary = self.summary(time.perf_counter() - started)
         self.hook.rlgan_train_end(engine=self, summary=summary)
         if self.rank == 0 and self.stop_reason is None:  # summary.json marks a finished run
@@ -110,7 +112,9 @@ class Engine:
         return summary
 
     def train_step(self) -> StepOutput:
-        """One step of the configured strategy (``[strategy]``; by default ``gan``)."""
+        """One step of the configured strategy (``[strategy]``; by default ``gan``), with the
+        rewards weighted as their schedules say for this step."""
+        self.context.set_reward_weights(self.state.step)
         return self.strategy.step()
 
     # --- the parts the loop uses --------------------------------------------------------------
@@ -276,15 +280,44 @@ def model_roles(config: Config, strategy: Entry, rewards: dict[str, Entry]) -> l
 
 
 def bind_reward(entry: Entry, name: str, reward_config, models: dict) -> BoundReward:
-    reward = build(entry, ComponentConfig(name, reward_config.options), f"rewards.{name}")
+    where = f"[rewards.{name}]"
+    options, calls = call_options(entry.factory, reward_config.options, where)
+    reward = build(entry, ComponentConfig(name, options), f"rewards.{name}")
     missing = [role for role in getattr(reward, "roles", ()) if role not in models]
     if missing:
-        raise ConfigError(f"[rewards.{name}] reads the {missing[0]} model, which this run does not have")
+        raise ConfigError(f"{where} reads the {missing[0]} model, which this run does not have")
     if reward_config.pathwise and not getattr(reward, "differentiable", False):
-        raise ConfigError(
-            f"[rewards.{name}] pathwise = true, but reward {name!r} (plugin {entry.plugin!r}) is not differentiable"
-        )
-    return BoundReward(name, entry.plugin, reward, reward_config.weight, reward_config.pathwise)
+        raise ConfigError(f"{where} pathwise = true, but reward {name!r} (plugin {entry.plugin!r}) is not differentiable")
+    if calls.get("workers"):
+        why = ("pathwise = true needs its gradient" if reward_config.pathwise else
+               f"it reads the {reward.roles[0]} model, which trains meanwhile" if getattr(reward, "roles", ()) else
+               "it scores every step of a sample" if getattr(reward, "per_step", False) or getattr(reward, "per_token", False)
+               else "")
+        if why:
+            raise ConfigError(f"{where} {why}: it runs on the training thread; drop workers")
+    weight = reward_config.weight
+    schedule = tuple((int(step), float(value)) for step, value in weight) if isinstance(weight, list) else ()
+    bound = BoundReward(name, entry.plugin, reward, float(weight) if not schedule else 0.0, reward_config.pathwise,
+                        schedule, **calls)
+    bound.weight = bound.weight_at(0)
+    return bound
+
+
+def call_options(factory, options: dict, where: str) -> tuple[dict, dict]:
+    """Split a reward table's options into the plugin's and the engine's (``chunk_size``,
+    ``workers``: :mod:`rlgan_core.scoring`); a plugin that takes an option of that name keeps it."""
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    options, calls = dict(options), {}
+    for key in CALL_OPTIONS:
+        if key in options and key not in accepted:
+            value = options.pop(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where} {key}: expected an integer >= 0, got {value!r}")
+            calls[key] = value
+    return options, calls
 
 
 def _check_options(factory, options: dict, where: str, positional: int) -> None:

@@ -30,6 +30,11 @@ class RewardContext:
         configured rewards as a function of complete samples, ``objective(samples) -> [M]``, or
         ``None`` when there are none.  ORGAN mixes it with the discriminator's judgement.
     models: every model role of the run by name (``{"generator": ..., "discriminator": ...}``).
+    noise: ``noise(n, *shape)``, standard normal noise ``[n, *shape]`` for ``n`` of the samples being
+        scored, from the run's latent generator: with N processes each gets its rows of one draw
+        for the global batch, so a reward that draws its randomness here (such as rollouts) scores
+        as one process would, and a resumed run as the uninterrupted one.  Call it on the training
+        thread only (not from ``workers``); ``None`` outside a run.
     """
 
     step: int = 0
@@ -42,6 +47,7 @@ class RewardContext:
     device: torch.device | None = None
     objective: Callable[[torch.Tensor], torch.Tensor] | None = None
     models: dict[str, torch.nn.Module] | None = None
+    noise: Callable[..., torch.Tensor] | None = None
 
 
 class Reward:

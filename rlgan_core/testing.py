@@ -31,8 +31,8 @@ class ContractError(AssertionError):
 
 
 def check_reward(reward, samples: torch.Tensor | None = None, context: RewardContext | None = None) -> None:
-    """A reward (an instance) returns one finite floating-point value per sample, as a tensor on the
-    samples' device; works for a batch of one; needs no gradient (the samples of a reward that is
+    """A reward (an instance) returns one finite floating-point value per sample, as a tensor (or a
+    future of one) on the samples' device; works for a batch of one; needs no gradient (the samples of a reward that is
     not ``pathwise`` carry none); and, when it says it is ``differentiable``, passes a gradient back
     to the samples.  ``samples`` default to 8 random 8x8 digits in [-1, 1]."""
     who = f"reward {type(reward).__name__}"
@@ -45,8 +45,14 @@ def check_reward(reward, samples: torch.Tensor | None = None, context: RewardCon
             except Exception as error:
                 raise ContractError(who, "a reward scores samples that carry no gradient",
                                     f"called on {len(batch)} such samples it raised {type(error).__name__}: {error}") from error
+        if not isinstance(value, torch.Tensor) and callable(getattr(value, "result", None)):
+            try:  # a future: the engine waits for it
+                value = value.result()
+            except Exception as error:
+                raise ContractError(who, "a reward's future gives its values",
+                                    f"its result() raised {type(error).__name__}: {error}") from error
         if not isinstance(value, torch.Tensor):
-            raise ContractError(who, "a reward returns a tensor", f"it returned {type(value).__name__}")
+            raise ContractError(who, "a reward returns a tensor (or a future of one)", f"it returned {type(value).__name__}")
         if tuple(value.shape) != (len(batch),):
             raise ContractError(who, f"a reward returns one value per sample, shape ({len(batch)},)",
                                 f"it returned shape {tuple(value.shape)} for {len(batch)} samples")

@@ -243,3 +243,46 @@ def test_skip_mode_skips_bad_batches_and_counts_them(tmp_path):
     finally:
         pm.unregister(name="flaky-plugin")
     assert summary["skipped_batches"] == 3
+
+
+def test_one_command_starts_a_run_resumes_it_and_refuses_another_config(tmp_path):
+    """What a requeued or restarted job needs: ``rlgan train CONFIG --run-dir D`` run again and
+    again starts the run, continues it from its newest checkpoint that verifies, and never mixes
+    in a run of another config."""
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG.replace("steps = 300", "steps = 120"))
+    reference = tmp_path / "reference"
+    subprocess.run(command(config, reference, False), check=True, capture_output=True, timeout=300)
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()  # an attempt that died before its first checkpoint: only its config.json
+    (run_dir / "config.json").write_text((reference / "config.json").read_text())
+    process = subprocess.Popen(command(config, run_dir, False), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(checkpoint.list_checkpoints(run_dir / "checkpoints")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    out, _ = process.communicate()
+    assert f"run directory {run_dir}" in out.decode()  # started afresh, not resumed
+    saved = checkpoint.list_checkpoints(run_dir / "checkpoints")
+    newest = saved[-1]
+    data = bytearray((newest / checkpoint.TENSORS).read_bytes())
+    data[-1] ^= 0xFF  # the newest checkpoint goes bad on disk
+    (newest / checkpoint.TENSORS).write_bytes(bytes(data))
+
+    result = subprocess.run(command(config, run_dir, False), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"passing over a broken checkpoint: {newest / checkpoint.TENSORS}" in result.stderr
+    resumed_from = int(saved[-2].name.split("-")[1])
+    assert f"resuming {run_dir} from step {resumed_from} (the run there has this config)" in result.stdout
+    final = checkpoint.load(checkpoint.list_checkpoints(run_dir / "checkpoints")[-1])[0]
+    expected = checkpoint.load(checkpoint.list_checkpoints(reference / "checkpoints")[-1])[0]
+    for name in expected:
+        assert torch.equal(final[name], expected[name]), name
+
+    other = tmp_path / "other.toml"
+    other.write_text(CONFIG.replace("steps = 300", "steps = 121"))
+    result = subprocess.run(command(other, run_dir, False), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert (f"rlgan: error: {run_dir} holds a run of another config (run.steps: 120 there, 121 here); pick another "
+            f"--run-dir, or continue that run with: rlgan train --resume {run_dir}") in result.stderr

@@ -1,6 +1,7 @@
 """Metrics as JSON lines (``RUN_DIR/metrics.jsonl``) and TensorBoard events (``RUN_DIR/tensorboard``):
-losses, each reward's mean (``reward/NAME``) and the weighted sum the generator is trained on
-(``reward/total``), evaluation metrics, and throughput (``perf/``: step time and samples per
+losses, each reward's mean as returned (``reward/NAME``) and times its weight at that step
+(``reward/NAME/weighted``), their sum, which the generator is trained on (``reward/total``),
+evaluation metrics, and throughput (``perf/``: step time and samples per
 second of one process, and of all of them together)."""
 
 import json
@@ -17,10 +18,15 @@ def read_metrics(run_dir) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
-def weighted_total(engine, rewards: dict) -> float:
-    """The rewards' means weighted as the config weights them (weight-0 rewards only watched)."""
+def weighted(engine, rewards: dict) -> dict[str, float]:
+    """Each reward's mean times its weight at this step (weight-0 rewards are only watched)."""
     weights = {bound.name: bound.weight for bound in engine.context.rewards}
-    return sum(weights.get(name, 0.0) * float(value) for name, value in rewards.items())
+    return {name: weights.get(name, 0.0) * float(value) for name, value in rewards.items()}
+
+
+def weighted_total(engine, rewards: dict) -> float:
+    """The rewards' means weighted as the config weights them at this step."""
+    return sum(weighted(engine, rewards).values())
 
 
 @hookimpl
@@ -42,7 +48,9 @@ def rlgan_step_end(engine, output):
         values = {f"loss/{k}": float(v) for k, v in output.losses.items()}
         values.update({f"reward/{k}": float(v) for k, v in output.rewards.items()})
         if output.rewards:
-            values["reward/total"] = weighted_total(engine, output.rewards)
+            parts = weighted(engine, output.rewards)
+            values.update({f"reward/{k}/weighted": v for k, v in parts.items()})
+            values["reward/total"] = sum(parts.values())
         if output.seconds > 0:
             values["perf/step_time_s"] = output.seconds
             values["perf/samples_per_s_per_process"] = output.samples / output.seconds

@@ -20,8 +20,9 @@ def rlgan_train_end(engine):
 
 
 def plot_curves(records: list[dict], path) -> None:
-    """The losses in one panel, and every other series (each reward, evaluation metric and
-    throughput figure, with scales of their own) in a panel of its own, against the step."""
+    """The losses in one panel, and every other series (each reward, as returned and weighted,
+    each evaluation metric and throughput figure, with scales of their own) in a panel of its own,
+    against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,8 +32,9 @@ def plot_curves(records: list[dict], path) -> None:
     for record in records:
         for key, value in record.items():
             if key != "step":
-                group, _, name = key.partition("/")
-                panel = group if group == "loss" else key
+                parts = key.split("/")
+                # the losses share a panel; a reward shares one with its weighted value (reward/NAME/weighted)
+                panel, name = ("loss", "/".join(parts[1:])) if parts[0] == "loss" else ("/".join(parts[:2]), "/".join(parts[2:]) or "as returned")
                 panels.setdefault(panel, {}).setdefault(name, ([], []))
                 panels[panel][name][0].append(record["step"])
                 panels[panel][name][1].append(value)

@@ -137,15 +137,18 @@ class GAN(Strategy):
         started = time.perf_counter()
         if self.lr_decay is not None:
             self.set_learning_rates()
+        # asynchronous rewards (workers > 0) score the generator's samples while the discriminator
+        # trains; without them the samples are drawn after its update, as they always were
+        early = any(bound.workers for bound in context.rewards)
+        if early:
+            latents, fake, pending = self.generate()
         batch, discriminator_loss = discriminator_updates(context, context.config.optimizer.discriminator_steps,
                                                           r1=self.r1)
-
-        latents = context.sample_latents()
-        fake = context.trained_generator(latents)
+        if not early:
+            latents, fake, pending = self.generate()
         context.discriminator.requires_grad_(False)
         logits = context.discriminator(fake)
-        reward_context = context.reward_context(discriminator_logits=logits, latents=latents, batch=batch)
-        rewards = context.compute_rewards(fake, reward_context)
+        rewards = pending.result(discriminator_logits=logits, batch=batch)
         losses = {"discriminator": discriminator_loss}
         if rewards is not None:
             loss_config = context.config.loss
@@ -167,6 +170,13 @@ class GAN(Strategy):
                 self.average.update()
         context.discriminator.requires_grad_(True)
         return context.step_output(losses, rewards, started, len(latents))
+
+    def generate(self):
+        """A batch from the generator (through the trained model, for the loss): its latents, the
+        samples, and the rewards started on them (:meth:`TrainingContext.start_rewards`)."""
+        latents = self.context.sample_latents()
+        fake = self.context.trained_generator(latents)
+        return latents, fake, self.context.start_rewards(fake, self.context.reward_context(latents=latents))
 
     def sample(self, n, seed):
         if self.average is None:
@@ -240,8 +250,8 @@ class Reinforce(Strategy):
                                   f"{context.config.generator.name!r} has no reparameterised samples")
         self.pathwise = pathwise
         # black-box rewards enter through the advantages, pathwise ones through their gradient
-        self.score_weights = torch.tensor([0.0 if b.pathwise else b.weight for b in context.rewards] or [0.0],
-                                          device=context.device)
+        self.score_mask = torch.tensor([0.0 if b.pathwise else 1.0 for b in context.rewards] or [0.0],
+                                       device=context.device)
         # the discriminator, when the run has one, trains as under `gan`
         self.discriminator_steps = discriminator_steps if context.discriminator is not None else 0
         if init_from:
@@ -251,6 +261,10 @@ class Reinforce(Strategy):
         self.kl_coef = kl_coef
         if kl_coef:
             context.add_model("reference", copy.deepcopy(generator))
+
+    def score_weights(self):
+        """The rewards' weights in the advantages at this step: 0 for the pathwise ones."""
+        return self.context.reward_weights * self.score_mask
 
     def kl_penalty(self, policy, latents):
         """kl_coef * KL(policy || reference policy), averaged over the batch (0 without a reference)."""
@@ -283,7 +297,7 @@ class Reinforce(Strategy):
         latents, outputs, samples, rewards, losses = self.rollout(differentiable=True)
         if rewards is not None:
             policy = self.context.generator.distribution(outputs)
-            advantages = self.context.advantages(rewards, self.score_weights).to(samples.dtype)
+            advantages = self.context.advantages(rewards, self.score_weights()).to(samples.dtype)
             loss = reinforce_loss(policy, samples, advantages, self.context.config.loss.entropy_coef)
             loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
             losses["generator"] = self.update(loss)
@@ -365,7 +379,7 @@ class PPO(Reinforce):
         started = time.perf_counter()
         latents, outputs, samples, rewards, losses = self.rollout()
         if rewards is not None:
-            advantages = context.advantages(rewards, self.score_weights).to(samples.dtype)
+            advantages = context.advantages(rewards, self.score_weights()).to(samples.dtype)
             with torch.no_grad():
                 old_log_prob = context.generator.distribution(outputs).log_prob(samples)
             for _ in range(self.epochs):

@@ -16,7 +16,8 @@ class Rollout(Reward):
     discriminator's probability that ``Y`` is real, ``λ = discriminator_weight`` and ``O`` is the
     weighted sum of the run's other rewards (``context.objective``).  The rollout policy follows
     the generator slowly: before each call, ``θ_rollout ← update_rate·θ_rollout + (1 − update_rate)·θ``.
-    Completions are scored ``chunk`` at a time, without keeping any graph.
+    Completions are scored ``chunk`` at a time, without keeping any graph.  Their randomness is
+    drawn from ``context.noise``, so that data-parallel runs complete each sample as one process.
     """
 
     per_step = True
@@ -44,9 +45,12 @@ class Rollout(Reward):
         was_training = discriminator.training
         discriminator.eval()
         rewards = torch.empty(n, length, device=samples.device)
+        noise = context.noise or (lambda rows, *shape: torch.randn(rows, *shape, device=samples.device))
         for t in range(1, length):
-            prefixes = samples[:, :t].repeat(self.rollouts, 1)
-            latents = torch.randn(len(prefixes), length, device=samples.device)
+            prefixes = samples[:, :t].repeat(self.rollouts, 1)  # row r * n + i: rollout r of sample i
+            # each sample's rollout noise comes from its own rows of the run's draw: N processes
+            # complete a sample as one process would
+            latents = noise(n, self.rollouts, length).transpose(0, 1).reshape(-1, length)
             completions = torch.cat([
                 self.policy.complete(prefix, noise)
                 for prefix, noise in zip(prefixes.split(self.chunk), latents.split(self.chunk))

@@ -15,6 +15,12 @@ ones and trains ``discriminator_epochs`` epochs on them.  The generator's policy
 ``rlgan_core.ops.policy_gradient_loss`` over its ``[batch × length, vocabulary]`` logits, with the
 per-token rewards minus the ``[loss] baseline`` (per position over the batch) as advantages and
 ``[loss] entropy_coef`` as entropy bonus; MLE uses the same op with advantage 1 (cross-entropy).
+
+Under N processes (``rlgan train --nproc N``, torchrun) ``run.batch_size`` is per process: each
+rank generates, rolls out and scores its rows of every global batch, and learns from them; the
+baselines, the averaged gradients and the discriminator's batches are those of the global batch,
+so N processes with batch B train the model of one process with batch N·B (but for dropout, whose
+masks each process draws for itself).
 """
 
 import time
@@ -34,8 +40,9 @@ class SeqGAN(Strategy):
         super().__init__(context)
         if not hasattr(context.generator, "logits"):
             raise ConfigError("[strategy] 'seqgan' needs a sequence policy generator (with logits(tokens)), such as lstm_policy")
-        if context.world_size != 1:
-            raise ConfigError("[strategy] 'seqgan' runs in one process")
+        if discriminator_samples % context.world_size:
+            raise ConfigError(f"[strategy] 'seqgan': discriminator_samples = {discriminator_samples} must be a multiple "
+                              f"of the number of processes, {context.world_size}")
         self.mle_steps = generator_pretrain_epochs
         self.pretrain_steps = generator_pretrain_epochs + discriminator_pretrain_rounds
         self.discriminator_rounds, self.discriminator_epochs = discriminator_rounds, discriminator_epochs
@@ -44,8 +51,9 @@ class SeqGAN(Strategy):
         per_token = [bound for bound in context.rewards if _per_step(bound.reward)]
         # with a rollout reward, the other rewards reach the policy through its completions (ORGAN)
         self.objective_rewards = [bound for bound in context.rewards if per_token and bound not in per_token]
-        self.policy_weights = torch.tensor(
-            [0.0 if bound in self.objective_rewards else bound.weight for bound in context.rewards] or [0.0],
+        # the rewards that reach the policy directly (weights may follow a schedule: read each step)
+        self.policy_mask = torch.tensor(
+            [0.0 if bound in self.objective_rewards else 1.0 for bound in context.rewards] or [0.0],
             device=context.device,
         )
 
@@ -81,7 +89,7 @@ class SeqGAN(Strategy):
 
     def mle_epoch(self) -> torch.Tensor:
         context, total = self.context, []
-        for _ in range(len(context.dataset["x"]) // context.config.run.batch_size):
+        for _ in range(len(context.dataset["x"]) // (context.config.run.batch_size * context.world_size)):
             tokens = context.next_batch()["x"]
             logits = context.generator.logits(tokens).flatten(0, 1)
             loss = policy_gradient_loss(logits, tokens.flatten(), torch.ones(logits.shape[0], device=logits.device), inplace=True)
@@ -102,9 +110,10 @@ class SeqGAN(Strategy):
         rewards = context.compute_rewards(tokens, reward_context, steps=tokens.shape[1])
         if rewards is None:  # a bad reward, skipped by run.on_bad_reward = "skip"
             return torch.zeros((), device=context.device), None
-        # per-token rewards [N, T] less the baseline, taken per position over the batch
+        # per-token rewards [N, T] less the baseline, taken per position over the global batch
         config = context.config.loss
-        token_advantages = advantages(rewards @ self.policy_weights, config.baseline, config.eps)
+        scores = (rewards @ (context.reward_weights * self.policy_mask)).double()
+        token_advantages = advantages(scores, config.baseline, config.eps, global_batch=True).float()
         logits = context.generator.logits(tokens).flatten(0, 1)
         loss = policy_gradient_loss(
             logits, tokens.flatten(), token_advantages.flatten(), entropy_coef=context.config.loss.entropy_coef, inplace=True
@@ -115,8 +124,8 @@ class SeqGAN(Strategy):
     def discriminator_round(self) -> torch.Tensor:
         context = self.context
         batch_size, n = context.config.run.batch_size, self.discriminator_samples
-        with torch.no_grad():
-            fake = torch.cat([context.generator(latents) for latents in context.sample_latents(n).split(1000)])
+        with torch.no_grad():  # each rank writes its share of the fakes; every rank then holds all
+            fake = context.gather(torch.cat([context.generator(latents) for latents in context.sample_latents(n).split(1000)]))
         real_pool = context.dataset["x"]
         real = real_pool[torch.randint(len(real_pool), (n,), generator=context.data_rng).to(context.device)]
         tokens = torch.cat([real, fake])
@@ -125,8 +134,12 @@ class SeqGAN(Strategy):
         losses = []
         for _ in range(self.discriminator_epochs):
             order = torch.randperm(2 * n, generator=context.data_rng).to(context.device)
-            for batch in order.split(batch_size):
-                logits = context.discriminator(tokens[batch])
+            for batch in order.split(batch_size * context.world_size):  # global batches; each rank takes its rows
+                share = len(batch) // context.world_size
+                if share == 0:  # a last batch smaller than the number of processes
+                    continue
+                batch = batch[context.rank * share:(context.rank + 1) * share]
+                logits = context.trained_discriminator(tokens[batch])
                 loss = F.binary_cross_entropy_with_logits(logits, labels[batch])
                 context.discriminator_optimizer.zero_grad(set_to_none=True)
                 (loss + penalty() if penalty else loss).backward()
@@ -149,6 +162,7 @@ class SeqGAN(Strategy):
         context = self.context
         context.generator_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        context.average_gradients("generator")  # the policy's logits() does not pass through the DDP wrapper
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(context.generator.parameters(), self.grad_clip)
         context.generator_optimizer.step()
