@@ -9,6 +9,7 @@ every call goes through the dispatcher like any other op.
 """
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -186,6 +187,147 @@ def _check_actions(actions, vocabulary, ignore_index, where=""):
             f"{where}actions must lie in [0, {vocabulary}) or equal ignore_index={ignore_index}; "
             f"got {int(actions[row])} at row {row}"
         )
+
+
+# --- linear_policy_gradient_loss -------------------------------------------------------------
+
+LINEAR_CHUNK_BYTES = 64 * 2**20  # the logits of one chunk of rows: what the op holds at a time (chosen by measurement, BENCHMARKS.md)
+
+
+def linear_policy_gradient_loss(
+    hidden, weight, actions, advantages, *, bias=None, entropy_coef=0.0, ignore_index=-100, reduction="mean"
+):
+    """:func:`policy_gradient_loss` of ``hidden @ weight.T + bias`` without the ``[N, V]`` logits.
+
+    ``hidden`` ``[N, H]``, ``weight`` ``[V, H]``, ``bias`` ``[V]`` or ``None``.  The rows go through
+    in chunks whose logits take about ``LINEAR_CHUNK_BYTES``: each chunk's logits are computed,
+    turned into their gradient by the row loss (fused, in place; or the fallback's formula), and
+    folded into the gradients of ``hidden``, ``weight`` and ``bias`` at once, so that the op never
+    holds more than one chunk of logits.  Gradients are computed in the forward pass (when any
+    input requires one) and scaled by the incoming gradient in the backward pass.
+    """
+    _check_linear_inputs(hidden, weight, bias, actions, advantages, reduction)
+    # as policy_gradient_loss: checked here unless that would wait for the GPU (or break a compiled graph)
+    if not torch.compiler.is_compiling() and (hidden.device.type == "cpu" or not extension.use_fused(hidden.device)):
+        _check_actions(actions, weight.shape[0], ignore_index)
+    with_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
+    loss, *_ = torch.ops.rlgan.linear_policy_gradient_loss(
+        hidden, weight, bias, actions, advantages, float(entropy_coef), int(ignore_index), reduction, with_grad
+    )
+    if hidden.is_cuda and not torch.compiler.is_compiling() and extension.use_fused(hidden.device):
+        check_pending_errors(wait=False)  # bad actions come out NaN there: explained once the device got there
+        _watch(loss, lambda: _check_actions(actions, weight.shape[0], ignore_index, "an earlier call on the GPU: "))
+    return loss
+
+
+@torch.library.custom_op("rlgan::linear_policy_gradient_loss", mutates_args=())
+def _linear_policy_gradient_loss(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], actions: torch.Tensor,
+    advantages: torch.Tensor, entropy_coef: float, ignore_index: int, reduction: str, with_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, d loss / d hidden, d loss / d weight, d loss / d bias); the gradients are empty
+    without ``with_grad`` (and the bias's without a bias)."""
+    n, vocabulary = hidden.shape[0], weight.shape[0]
+    acc = _accumulation_dtype(hidden.dtype)
+    fused = extension.use_fused(hidden.device)
+    rows = max(1, LINEAR_CHUNK_BYTES // (vocabulary * hidden.element_size()))
+    loss = torch.zeros((), dtype=acc, device=hidden.device)
+    if with_grad:
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device)
+        grad_bias = torch.zeros(vocabulary, dtype=acc, device=weight.device) if bias is not None else None
+    for start in range(0, n, rows):
+        h, a, adv = hidden[start:start + rows], actions[start:start + rows], advantages[start:start + rows]
+        logits = torch.addmm(bias, h, weight.t()) if bias is not None else h @ weight.t()
+        if fused:  # the row kernel leaves the gradient of the chunk's sum in its logits
+            args = (a, adv, entropy_coef, ignore_index, "sum")
+            loss += torch.ops.rlgan.policy_gradient_loss_.default(logits, *args) if with_grad else \
+                torch.ops.rlgan.policy_gradient_loss_eager.default(logits, *args, False)[0]
+            grad = logits
+        else:
+            chunk_loss, grad = _policy_rows_fallback(logits, a, adv, entropy_coef, ignore_index, with_grad)
+            loss += chunk_loss
+        if with_grad:
+            torch.mm(grad, weight, out=grad_hidden[start:start + rows])
+            grad_weight.addmm_(grad.t().to(acc), h.to(acc))
+            if bias is not None:
+                grad_bias += grad.sum(0, dtype=acc)
+    scale = 1 / (actions != ignore_index).sum().clamp(min=1).to(acc) if reduction == "mean" else None
+    if scale is not None:
+        loss = loss * scale
+    if not with_grad:
+        return loss, hidden.new_empty(0), hidden.new_empty(0), hidden.new_empty(0)
+    if scale is not None:
+        grad_hidden.mul_(scale.to(grad_hidden.dtype))
+        grad_weight.mul_(scale)
+        if bias is not None:
+            grad_bias.mul_(scale)
+    grad_bias = grad_bias.to(bias.dtype) if bias is not None else hidden.new_empty(0)
+    return loss, grad_hidden, grad_weight.to(weight.dtype), grad_bias
+
+
+def _policy_rows_fallback(logits, actions, advantages, entropy_coef, ignore_index, with_grad):
+    """The summed policy loss of some rows and (``with_grad``) its gradient with respect to the
+    logits, in plain PyTorch: ``A (p - onehot(a)) + entropy_coef * p (log p + H)`` per valid row."""
+    acc = _accumulation_dtype(logits.dtype)
+    loss = policy_gradient_loss_fallback(logits, actions, advantages, entropy_coef=entropy_coef,
+                                         ignore_index=ignore_index, reduction="sum")
+    if not with_grad:
+        return loss, None
+    valid = actions != ignore_index
+    log_p = torch.log_softmax(logits.to(acc), dim=-1)
+    p = log_p.exp()
+    a = advantages.detach().to(acc).unsqueeze(1)
+    grad = a * p
+    grad.scatter_add_(1, torch.where(valid, actions, 0).long().unsqueeze(1), -a)
+    if entropy_coef != 0:
+        log_p = torch.where(p > 0, log_p, 0)
+        entropy = -(p * log_p).sum(dim=-1, keepdim=True)
+        grad += entropy_coef * p * (log_p + entropy)
+    grad = torch.where(valid.unsqueeze(1), grad, 0)
+    return loss, grad.to(logits.dtype)
+
+
+@_linear_policy_gradient_loss.register_fake
+def _(hidden, weight, bias, actions, advantages, entropy_coef, ignore_index, reduction, with_grad):
+    loss = hidden.new_empty((), dtype=_accumulation_dtype(hidden.dtype))
+    if not with_grad:
+        return loss, hidden.new_empty(0), hidden.new_empty(0), hidden.new_empty(0)
+    return (loss, torch.empty_like(hidden), torch.empty_like(weight),
+            torch.empty_like(bias) if bias is not None else hidden.new_empty(0))
+
+
+def _save_linear_gradients(ctx, inputs, output):
+    ctx.save_for_backward(*output[1:])
+    ctx.has_bias = inputs[2] is not None
+    ctx.set_materialize_grads(False)
+
+
+def _scale_linear_gradients(ctx, grad_loss, *_grads_of_gradients):
+    if grad_loss is None:
+        return (None,) * 9
+    grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+    return (grad_hidden * grad_loss.to(grad_hidden.dtype), grad_weight * grad_loss.to(grad_weight.dtype),
+            grad_bias * grad_loss.to(grad_bias.dtype) if ctx.has_bias else None) + (None,) * 6
+
+
+_linear_policy_gradient_loss.register_autograd(_scale_linear_gradients, setup_context=_save_linear_gradients)
+
+
+def _check_linear_inputs(hidden, weight, bias, actions, advantages, reduction):
+    for name, tensor in (("hidden", hidden), ("weight", weight)) + ((("bias", bias),) if bias is not None else ()):
+        _check_float(name, tensor)
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1] or weight.shape[0] == 0:
+        raise ValueError(f"hidden must be [N, H] and weight [V, H] with V >= 1, got {tuple(hidden.shape)} and "
+                         f"{tuple(weight.shape)}")
+    if weight.dtype != hidden.dtype or (bias is not None and bias.dtype != hidden.dtype):
+        raise TypeError(f"hidden, weight and bias must share a dtype, got {hidden.dtype}, {weight.dtype}"
+                        + (f", {bias.dtype}" if bias is not None else ""))
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+    _check_policy_inputs(hidden.new_empty(hidden.shape[0], 1), actions, advantages, reduction)
+    _check_same_device(hidden=hidden, weight=weight, actions=actions, advantages=advantages,
+                       **({"bias": bias} if bias is not None else {}))
 
 
 # --- the fused ops' one eager path -----------------------------------------------------------

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rlgan_core.ops import policy_gradient_loss
+from rlgan_core.ops import linear_policy_gradient_loss, policy_gradient_loss
 
 
 class LSTMPolicy(nn.Module):
@@ -31,11 +31,23 @@ class LSTMPolicy(nn.Module):
         for parameter in self.parameters():
             nn.init.normal_(parameter, std=init_std)
 
-    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``[N, T, V]`` of ``tokens`` ``[N, T]``, each from its prefix."""
+    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The LSTM's states ``[N, T, hidden]`` before each token of ``tokens`` ``[N, T]``."""
         start = tokens.new_full((len(tokens), 1), self.start_token)
         hidden, _ = self.lstm(self.embed(torch.cat([start, tokens[:, :-1]], dim=1)))
-        return self.out(hidden)
+        return hidden
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``[N, T, V]`` of ``tokens`` ``[N, T]``, each from its prefix."""
+        return self.out(self.hidden_states(tokens))
+
+    def policy_loss(self, tokens: torch.Tensor, advantages: torch.Tensor, entropy_coef: float = 0.0) -> torch.Tensor:
+        """The policy-gradient loss of ``tokens`` ``[N, T]`` with per-token ``advantages`` ``[N, T]``
+        (``rlgan_core.ops.linear_policy_gradient_loss`` on the output layer: the ``[N·T, V]``
+        logits are never held whole)."""
+        hidden = self.hidden_states(tokens).flatten(0, 1)
+        return linear_policy_gradient_loss(hidden, self.out.weight, tokens.flatten(), advantages.flatten(),
+                                           bias=self.out.bias, entropy_coef=entropy_coef)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.complete(latents.new_zeros((len(latents), 0), dtype=torch.long), latents)

@@ -12,9 +12,11 @@ Policy-gradient updates use the learning rate ``policy_lr`` (0: the optimizer's
 ``generator_lr``) and, as in SeqGAN, start from fresh Adam moments (``fresh_policy_optimizer``).
 A discriminator round draws ``discriminator_samples`` fresh generated sequences and as many real
 ones and trains ``discriminator_epochs`` epochs on them.  The generator's policy-gradient loss is
-``rlgan_core.ops.policy_gradient_loss`` over its ``[batch × length, vocabulary]`` logits, with the
-per-token rewards minus the ``[loss] baseline`` (per position over the batch) as advantages and
-``[loss] entropy_coef`` as entropy bonus; MLE uses the same op with advantage 1 (cross-entropy).
+the policy loss of its ``[batch × length, vocabulary]`` logits (``lstm_policy``:
+``rlgan_core.ops.linear_policy_gradient_loss`` on its output layer, which never holds those logits
+whole; other generators: ``policy_gradient_loss`` of their ``logits``), with the per-token rewards
+minus the ``[loss] baseline`` (per position over the batch) as advantages and ``[loss]
+entropy_coef`` as entropy bonus; MLE uses the same loss with advantage 1 (cross-entropy).
 
 Under N processes (``rlgan train --nproc N``, torchrun) ``run.batch_size`` is per process: each
 rank generates, rolls out and scores its rows of every global batch, and learns from them; the
@@ -91,8 +93,7 @@ class SeqGAN(Strategy):
         context, total = self.context, []
         for _ in range(len(context.dataset["x"]) // (context.config.run.batch_size * context.world_size)):
             tokens = context.next_batch()["x"]
-            logits = context.generator.logits(tokens).flatten(0, 1)
-            loss = policy_gradient_loss(logits, tokens.flatten(), torch.ones(logits.shape[0], device=logits.device), inplace=True)
+            loss = self._policy_loss(tokens, torch.ones(tokens.shape, device=tokens.device), 0.0)
             self._generator_update(loss)
             total.append(loss.detach())
         return torch.stack(total).mean()
@@ -114,10 +115,7 @@ class SeqGAN(Strategy):
         config = context.config.loss
         scores = (rewards @ (context.reward_weights * self.policy_mask)).double()
         token_advantages = advantages(scores, config.baseline, config.eps, global_batch=True).float()
-        logits = context.generator.logits(tokens).flatten(0, 1)
-        loss = policy_gradient_loss(
-            logits, tokens.flatten(), token_advantages.flatten(), entropy_coef=context.config.loss.entropy_coef, inplace=True
-        )
+        loss = self._policy_loss(tokens, token_advantages, context.config.loss.entropy_coef)
         self._generator_update(loss)
         return loss.detach(), rewards
 
@@ -157,6 +155,16 @@ class SeqGAN(Strategy):
         if self.policy_lr:
             for group in optimizer.param_groups:
                 group["lr"] = self.policy_lr
+
+    def _policy_loss(self, tokens, token_advantages, entropy_coef):
+        """The policy-gradient loss of ``tokens`` ``[N, T]``: the generator's own ``policy_loss``
+        when it has one (``lstm_policy``: fused with its output layer), else from its ``logits``."""
+        generator = self.context.generator
+        if hasattr(generator, "policy_loss"):
+            return generator.policy_loss(tokens, token_advantages, entropy_coef)
+        logits = generator.logits(tokens).flatten(0, 1)
+        return policy_gradient_loss(logits, tokens.flatten(), token_advantages.flatten(), entropy_coef=entropy_coef,
+                                    inplace=True)
 
     def _generator_update(self, loss):
         context = self.context
