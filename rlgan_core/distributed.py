@@ -15,9 +15,20 @@ from . import ops
 
 
 def setup(device: torch.device) -> None:
-    """Join the process group that torchrun describes in the environment (no-op without one)."""
+    """Join the process group that torchrun describes in the environment (no-op without one).
+
+    Under torchrun the workers meet in the launcher's store, which outlives a restart
+    (``--max-restarts``): each attempt keeps its keys under a prefix of its own, so that the
+    workers of a restart never read the addresses of the processes they replace."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and attempt is not None:
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
+            dist.init_process_group(backend=backend, store=dist.PrefixStore(f"rlgan/attempt-{attempt}", store),
+                                    rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+        else:
+            dist.init_process_group(backend=backend)
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
