@@ -28,7 +28,6 @@ def load_build_description():
 def extensions():
     if os.environ.get("RLGAN_NO_EXTENSION") == "1":
         return [], {}
-    import torch
     from torch.utils import cpp_extension
 
     build = load_build_description()
@@ -64,9 +63,8 @@ def extensions():
 
         def run(self):
             super().run()
-            major_minor = ".".join(torch.__version__.split(".")[:2])
             target = Path(self.get_ext_fullpath("rlgan_core._C")).with_name(build.BUILD_FILE)
-            target.write_text(json.dumps({"torch": major_minor, "cuda": cuda,
+            target.write_text(json.dumps({"torch": build.torch_version(), "cuda": cuda,
                                           "cpu_kernels": list(build.cpu_variants())}) + "\n")
 
     return [core, *cpu_kernels], {"build_ext": BuildExtension}

@@ -69,12 +69,17 @@ def sources(cuda: bool) -> list[Path]:
     return [*core_sources(cuda), *cpu_sources()]
 
 
+def torch_version() -> str:
+    """The running PyTorch's ``major.minor``: what a build is made against, and checked against."""
+    import torch
+
+    return ".".join(torch.__version__.split(".")[:2])
+
+
 def cxx_flags(cuda: bool, cpu: list[str] | None = None) -> list[str]:
     """C++ flags: OpenMP (at::parallel_for spreads rows over cores only with it), the CPU flags
     ``cpu`` (by default those of the build on first use), and what ``rlgan::build_info`` reports."""
-    import torch
-
-    major, minor = torch.__version__.split(".")[:2]
+    major, minor = torch_version().split(".")
     return [
         "-O3",
         "-fopenmp",

@@ -267,7 +267,7 @@ def cmd_doctor(args) -> int:
     if found.loaded:
         print(f"fused extension: loaded ({found.origin}); kernels for: {', '.join(found.devices) or 'no device'}")
         build = found.build
-        running = ".".join(torch.__version__.split(".")[:2])
+        running = extension.build.torch_version()
         print(f"  built against torch {build.get('torch')} (running {running}: the same)")
         print(f"  CPU kernels for {build.get('cpu')}, OpenMP {build.get('openmp')}, CUDA kernels {build.get('cuda')}")
     else:

@@ -97,7 +97,7 @@ def _load() -> Status:
             return Status(False, "", (), f"no usable prebuilt extension ({prebuilt_error}) and building it failed "
                                          f"({_first_line(build_error)})")
     info = dict(item.split("=", 1) for item in torch.ops.rlgan.build_info().split())
-    running = ".".join(torch.__version__.split(".")[:2])
+    running = build.torch_version()
     if info.get("torch") != running:  # a build older than the version check of _build.json
         return Status(False, "", (), f"the fused kernels were built against torch {info.get('torch')} but torch "
                                      f"{running} is running; {REINSTALL}", info)
@@ -119,7 +119,7 @@ def _check_prebuilt_torch() -> None:
     if not recorded.exists():
         return
     built = json.loads(recorded.read_text()).get("torch")
-    running = ".".join(torch.__version__.split(".")[:2])
+    running = build.torch_version()
     if built != running:
         raise ImportError(f"it was built against torch {built} but torch {running} is running; {REINSTALL}")
 

@@ -67,6 +67,11 @@ def chunk_context(context: RewardContext, start: int, stop: int, n: int) -> Rewa
     return dataclasses.replace(context, **cut)
 
 
+def is_future(value) -> bool:
+    """Whether a reward returned a future of its values (anything with ``result()``) to wait for."""
+    return not isinstance(value, (torch.Tensor, Exception)) and callable(getattr(value, "result", None))
+
+
 class RewardCall:
     """One reward's calls on one batch, started: each chunk's value, future or exception."""
 
@@ -88,7 +93,7 @@ class RewardCall:
 
     def cancel(self) -> None:
         for outcome in self.outcomes:
-            if hasattr(outcome, "cancel") and not isinstance(outcome, torch.Tensor):
+            if is_future(outcome) and hasattr(outcome, "cancel"):
                 outcome.cancel()
 
     def wait(self) -> list:
@@ -96,7 +101,7 @@ class RewardCall:
         waited for."""
         values = []
         for outcome in self.outcomes:
-            if not isinstance(outcome, (torch.Tensor, Exception)) and callable(getattr(outcome, "result", None)):
+            if is_future(outcome):
                 try:
                     outcome = outcome.result()
                 except Exception as error:

@@ -19,6 +19,7 @@ import torch
 from .config import parse_config
 from .hookspecs import hookimpl
 from .reward import RewardContext
+from .scoring import is_future
 
 __all__ = ["ContractError", "check_data_source", "check_model", "check_reward", "check_strategy", "quick_config"]
 
@@ -32,9 +33,9 @@ class ContractError(AssertionError):
 
 def check_reward(reward, samples: torch.Tensor | None = None, context: RewardContext | None = None) -> None:
     """A reward (an instance) returns one finite floating-point value per sample, as a tensor (or a
-    future of one) on the samples' device; works for a batch of one; needs no gradient (the samples of a reward that is
-    not ``pathwise`` carry none); and, when it says it is ``differentiable``, passes a gradient back
-    to the samples.  ``samples`` default to 8 random 8x8 digits in [-1, 1]."""
+    future of one) on the samples' device; works for a batch of one; needs no gradient (the
+    samples of a reward that is not ``pathwise`` carry none); and, when it says it is
+    ``differentiable``, passes a gradient back to the samples.  ``samples`` default to 8 random 8x8 digits in [-1, 1]."""
     who = f"reward {type(reward).__name__}"
     samples = torch.rand(8, 64) * 2 - 1 if samples is None else samples.detach()
     context = context or RewardContext(step=0, device=samples.device)
@@ -45,7 +46,7 @@ def check_reward(reward, samples: torch.Tensor | None = None, context: RewardCon
             except Exception as error:
                 raise ContractError(who, "a reward scores samples that carry no gradient",
                                     f"called on {len(batch)} such samples it raised {type(error).__name__}: {error}") from error
-        if not isinstance(value, torch.Tensor) and callable(getattr(value, "result", None)):
+        if is_future(value):
             try:  # a future: the engine waits for it
                 value = value.result()
             except Exception as error:

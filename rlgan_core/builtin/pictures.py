@@ -34,7 +34,10 @@ def plot_curves(records: list[dict], path) -> None:
             if key != "step":
                 parts = key.split("/")
                 # the losses share a panel; a reward shares one with its weighted value (reward/NAME/weighted)
-                panel, name = ("loss", "/".join(parts[1:])) if parts[0] == "loss" else ("/".join(parts[:2]), "/".join(parts[2:]) or "as returned")
+                if parts[0] == "loss":
+                    panel, name = "loss", "/".join(parts[1:])
+                else:
+                    panel, name = "/".join(parts[:2]), "/".join(parts[2:]) or "as returned"
                 panels.setdefault(panel, {}).setdefault(name, ([], []))
                 panels[panel][name][0].append(record["step"])
                 panels[panel][name][1].append(value)
