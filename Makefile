@@ -49,6 +49,7 @@ $(VENV)/.installed: $(SOURCES) $(PLUGINS)
 	$(PIP) install -q $(TORCH_CPU)
 	$(PIP) install -q ninja pybind11
 	$(PIP) install -q --no-build-isolation -e ".[test]"
+	$(PIP) install -q --no-deps molsets==0.3.1  # MOSES's SMILES (its pins do not build on current Python)
 	for plugin in $(dir $(PLUGINS)); do $(PIP) install -q --no-build-isolation $$plugin || exit 1; done
 	touch $@
 

@@ -1,0 +1,207 @@
+import math
+
+import pytest
+import torch
+
+from rlgan_core import RewardContext
+from rlgan_core.plugins import describe_plugins, registries
+from rlgan_core.testing import check_reward
+from rlgan_molecules import PMO_TASKS, MoleculeReward, OracleBudget, auc_top_k, load_policy, score
+from rlgan_molecules.oracles import CELECOXIB, MESTRANOL, THIOTHIXENE, TROGLITAZONE, oracle
+from rlgan_molecules.smiles import Vocabulary, canonical, tokenize
+
+PMO_NAMES = ["qed", "celecoxib_rediscovery", "troglitazone_rediscovery", "thiothixene_rediscovery",
+             "albuterol_similarity", "mestranol_similarity", "isomers_c7h8n2o2", "isomers_c9h10n2o2pf2cl",
+             "median1", "median2", "amlodipine_mpo", "fexofenadine_mpo", "osimertinib_mpo", "perindopril_mpo",
+             "ranolazine_mpo", "sitagliptin_mpo", "zaleplon_mpo", "deco_hop", "scaffold_hop", "valsartan_smarts"]
+
+
+# --- SMILES ---------------------------------------------------------------------------------------
+
+
+def test_tokens_keep_bracket_atoms_halogens_and_two_digit_rings_whole():
+    assert tokenize("C[C@@H](Cl)c1cc[nH]c1Br") == ["C", "[C@@H]", "(", "Cl", ")", "c", "1", "c", "c", "[nH]", "c", "1", "Br"]
+    assert tokenize("C%10CCCCC%10") == ["C", "%10", "C", "C", "C", "C", "C", "%10"]
+
+
+def test_vocabulary_round_trip_and_errors():
+    vocabulary = Vocabulary.build(["CCO", "c1ccccc1Cl"])
+    rows = vocabulary.encode_batch(["CCO", "c1ccccc1Cl"], 12)
+    assert vocabulary.decode_batch(rows) == ["CCO", "c1ccccc1Cl"]
+    assert rows[0, 3] == vocabulary.end and rows[0, 4:].eq(vocabulary.pad).all()
+    with pytest.raises(ValueError, match="'Br'"):
+        vocabulary.encode("CBr")
+    with pytest.raises(ValueError, match="more than the length"):
+        vocabulary.encode_batch(["CCCCCC"], 4)
+
+
+def test_invalid_smiles_are_none_never_an_error():
+    for bad in ["", "C1CC", "c1cccc1", "C(C", "[Xx]", "C%1"]:
+        assert canonical(bad) is None
+    assert canonical("OCC") == canonical("C(O)C") == "CCO"
+
+
+# --- oracles --------------------------------------------------------------------------------------
+
+
+def test_every_pmo_oracle_is_registered_under_its_name():
+    found = registries().rewards
+    assert sorted(PMO_TASKS) == sorted(PMO_NAMES)
+    for name in PMO_NAMES:
+        assert found.get(name).plugin == "molecules"
+    listed = {plugin["name"]: plugin for plugin in describe_plugins()}
+    assert listed["molecules"]["distribution"] == "rlgan-molecules"
+
+
+@pytest.mark.parametrize("task, drug", [("celecoxib_rediscovery", CELECOXIB), ("troglitazone_rediscovery", TROGLITAZONE),
+                                        ("thiothixene_rediscovery", THIOTHIXENE), ("mestranol_similarity", MESTRANOL),
+                                        ("albuterol_similarity", "OCc1cc(C(O)CNC(C)(C)C)ccc1O")])
+def test_a_drug_scores_one_in_its_own_rediscovery_or_similarity(task, drug):
+    assert score(task, [drug]) == [pytest.approx(1.0)]
+
+
+def test_ecfp4_tanimoto_against_hand_counted_environments():
+    # ethanol and propanol: Morgan radius-2 environments counted by hand.  Ethanol {C(CH3), C(CH2),
+    # O, CH3-C, CH2-(C,O), O-C, whole} = 7 ids; the two molecules share 3 ids with counts, giving
+    # a count Tanimoto that the oracle's parts must reproduce.
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    def count_tanimoto(a, b):
+        fa = AllChem.GetMorganFingerprint(Chem.MolFromSmiles(a), 2).GetNonzeroElements()
+        fb = AllChem.GetMorganFingerprint(Chem.MolFromSmiles(b), 2).GetNonzeroElements()
+        shared = sum(min(fa[k], fb[k]) for k in fa.keys() & fb.keys())
+        return shared / (sum(fa.values()) + sum(fb.values()) - shared)
+
+    celecoxib_like = "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1C"
+    assert score("celecoxib_rediscovery", [celecoxib_like])[0] == pytest.approx(count_tanimoto(celecoxib_like, CELECOXIB))
+
+
+def test_qed_matches_published_values():
+    # Bickerton et al. 2012 report QED 0.55 for aspirin; RDKit's implementation of the same weights
+    assert score("qed", ["CC(=O)Oc1ccccc1C(=O)O"])[0] == pytest.approx(0.55, abs=0.01)
+
+
+def test_isomer_scores_by_hand():
+    assert score("isomers_c7h8n2o2", ["Cc1cc([N+](=O)[O-])ccc1N"])[0] == pytest.approx(1.0)
+    # C8H10N2O2: C off by one (e^-1/2), H off by two (e^-2), N and O exact, 22 atoms vs 19 (e^-9/8)
+    expected = (math.exp(-0.5) * math.exp(-2) * math.exp(-9 / 8)) ** (1 / 5)
+    assert score("isomers_c7h8n2o2", ["CCc1cc([N+](=O)[O-])ccc1N"])[0] == pytest.approx(expected)
+
+
+def test_median1_is_the_geometric_mean_of_two_similarities():
+    camphor_to_menthol = score("median1", ["CC1(C)C2CCC1(C)C(=O)C2"])[0]
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    from rdkit.DataStructs import TanimotoSimilarity
+
+    fps = [AllChem.GetMorganFingerprint(Chem.MolFromSmiles(s), 2) for s in ("CC1(C)C2CCC1(C)C(=O)C2", "CC(C)C1CCC(C)CC1O")]
+    assert camphor_to_menthol == pytest.approx(math.sqrt(TanimotoSimilarity(*fps)))
+
+
+def test_every_oracle_scores_in_the_unit_interval():
+    molecules = ["CCO", "c1ccccc1", CELECOXIB, TROGLITAZONE, "CCCOc1cc2ncnc(Nc3ccc4ncsc4c3)c2cc1S(=O)(=O)C(C)(C)C"]
+    for task in PMO_NAMES:
+        values = score(task, molecules + ["not a smiles"])
+        assert all(0.0 <= v <= 1.0 for v in values), task
+        assert values[-1] == 0.0
+
+
+def test_deco_hop_start_keeps_its_scaffold_and_decorations():
+    start = "CCCOc1cc2ncnc(Nc3ccc4ncsc4c3)c2cc1S(=O)(=O)C(C)(C)C"
+    # similarity 1 (clipped), both decorations present (0, 0), scaffold present (1)
+    assert score("deco_hop", [start])[0] == pytest.approx((1 + 0 + 0 + 1) / 4)
+    # scaffold hop: similarity 1, decoration present (1), scaffold present (0)
+    assert score("scaffold_hop", [start])[0] == pytest.approx((1 + 1 + 0) / 3)
+
+
+def test_unknown_oracle_names_the_known_ones():
+    with pytest.raises(KeyError, match="qed"):
+        oracle("drd2")
+
+
+# --- the reward base class ------------------------------------------------------------------------
+
+
+class Recorder(MoleculeReward):
+    def __init__(self):
+        self.seen = []
+
+    def score(self, smiles):
+        self.seen.extend(smiles)
+        return [len(s) / 100 for s in smiles]
+
+
+def test_a_third_party_reward_never_sees_invalid_smiles():
+    policy = load_policy()
+    vocabulary = policy.vocabulary
+    tokens = vocabulary.encode_batch(["OCC", "C1CC", "c1ccccc1"], 20)
+    reward = Recorder()
+    values = reward(tokens, RewardContext(generator=policy))
+    assert reward.seen == ["CCO", "c1ccccc1"]  # canonical, the invalid one left out
+    assert values.tolist() == pytest.approx([0.03, 0.0, 0.08])
+    check_reward(reward, tokens, RewardContext(generator=policy))
+
+
+def test_a_reward_that_miscounts_is_an_error():
+    class TooMany(MoleculeReward):
+        def score(self, smiles):
+            return [1.0] * (len(smiles) + 1)
+
+    with pytest.raises(ValueError, match="more values"):
+        TooMany().score_smiles(["CCO"])
+
+
+def test_score_refuses_a_reward_that_is_not_a_molecule_reward():
+    with pytest.raises(TypeError, match="not a molecule reward"):
+        score("mirror_symmetry", ["CCO"])
+
+
+# --- budget and AUC -------------------------------------------------------------------------------
+
+
+def test_budget_counts_new_valid_canonical_smiles_only():
+    budget = OracleBudget(max_calls=3)
+    forms = [canonical(s) for s in ["CCO", "OCC", "C1CC", "c1ccccc1"]]
+    fresh = budget.new(forms)
+    assert fresh == ["CCO", "c1ccccc1"]
+    budget.record(fresh, [0.5, 0.25])
+    assert budget.calls == 2 and not budget.spent
+    assert budget.new(forms + ["CCN", "CCC"]) == ["CCN"]  # only one call is left
+    assert budget.lookup(forms) == [0.5, 0.5, 0.0, 0.25]
+
+
+def test_auc_by_hand():
+    # 200 calls, every score 1 from the start: the curve is 1 at 100 and 200, 0 at 0
+    assert auc_top_k([1.0] * 200, k=10, max_calls=200) == pytest.approx((100 * 0.5 + 100 * 1.0) / 200)
+    # a run that stops at 100 of 300 calls is padded with its last value
+    assert auc_top_k([0.5] * 100, k=1, max_calls=300) == pytest.approx((100 * 0.25 + 200 * 0.5) / 300)
+    # top-10 mean over fewer than 10 molecules is their mean; then the best 10
+    scores = [0.1] * 50 + [1.0] * 5 + [0.0] * 45
+    assert auc_top_k(scores, k=10, max_calls=100) == pytest.approx(((0.0 + (5 * 1.0 + 5 * 0.1) / 10) / 2))
+
+
+# --- the prior ------------------------------------------------------------------------------------
+
+
+def test_the_shipped_prior_writes_mostly_valid_molecules():
+    policy = load_policy()
+    smiles = policy.smiles(policy.sample(200, seed=0))
+    assert sum(canonical(s) is not None for s in smiles) / len(smiles) > 0.85
+    tokens = policy.sample(4, seed=1)
+    assert torch.equal(tokens, policy.sample(4, seed=1))
+    log_p = policy.log_likelihood(tokens)
+    assert log_p.shape == (4,) and (log_p < 0).all()
+
+
+def test_policy_loss_gradient_is_the_likelihood_gradient():
+    policy = load_policy()
+    tokens = policy.sample(3, seed=2)
+    advantages = torch.tensor([1.0, -0.5, 2.0])
+    policy.zero_grad()
+    policy.policy_loss(tokens, advantages).backward()
+    fused = [p.grad.clone() for p in policy.parameters()]
+    policy.zero_grad()
+    (-(advantages * policy.log_likelihood(tokens)).sum()).backward()
+    for a, b in zip(fused, (p.grad for p in policy.parameters())):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
