@@ -5,9 +5,10 @@ from .context import StepOutput, TrainingContext
 from .datasource import DataSource
 from .errors import ConfigError, RewardError
 from .hookspecs import hookimpl
+from .policy import is_policy
 from .reward import Reward, RewardContext
 from .strategy import Strategy
 
 __all__ = ["ConfigError", "DataSource", "Reward", "RewardContext", "RewardError", "StepOutput", "Strategy",
-           "TrainingContext", "hookimpl", "read_metrics"]
+           "TrainingContext", "hookimpl", "is_policy", "read_metrics"]
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import RlganError
@@ -30,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     sample = commands.add_parser("sample", help="draw samples from a checkpoint into a PNG or a NumPy file")
     sample.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest checkpoint)")
     sample.add_argument("-o", "--output", help="file to write (default: samples.png, or samples.npy with --format npy)")
-    sample.add_argument("--format", choices=["png", "npy"], default="png",
-                        help="png: a picture (the data source's render); npy: the sample tensor [n, *shape] as float32")
+    sample.add_argument("--format", choices=["png", "npy"],
+                        help="png: a picture (the data source's render); npy: the sample tensor [n, *shape] as float32 "
+                             "(default: from the extension of -o, else png)")
     sample.add_argument("-n", "--count", type=int, default=100, help="how many samples (default: 100)")
     sample.add_argument("--seed", type=int, default=0)
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--dir", default=".", help="where to put it (default: here)")
 
     args = parser.parse_args(argv)
+    warnings.showwarning = show_warning
     try:
         commands = {"train": cmd_train, "sample": cmd_sample, "plugins": cmd_plugins, "doctor": cmd_doctor,
                     "new-plugin": cmd_new_plugin}
@@ -65,11 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``rlgan: warning:`` line, above the progress bar when one is drawn."""
+    from tqdm import tqdm
+
+    tqdm.write(f"rlgan: warning: {message}", file=sys.stderr)
+
+
 RUN_OVERRIDES = ("steps", "device", "seed")  # options of `rlgan train` that override [run] keys
 
 
 def cmd_train(args) -> int:
     from . import checkpoint, distributed
+    from .builtin.progress import close_bar
     from .config import load_config, parse_config, to_dict
     from .engine import Engine, resolve_device
 
@@ -101,13 +112,16 @@ def cmd_train(args) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_atomically(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     with stop_on_signals(engine) as received:
-        summary = engine.run()
+        try:
+            summary = engine.run()
+        finally:
+            close_bar(engine)  # so that an error prints on a line of its own
     if main_process and "stopped" in summary:
         print(f"rlgan: stopped at step {summary['steps']} ({summary['stopped']}); checkpoint {summary.get('checkpoint')}",
               file=sys.stderr)
         print(f"rlgan: resume with: rlgan train --resume {run_dir}", file=sys.stderr, flush=True)
     elif main_process:
-        shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k not in ("steps", "processes")}
+        shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k not in ("steps", "processes", "threads")}
         print("rlgan: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         print(f"rlgan: finished {summary['steps']} steps; results in {run_dir}", flush=True)
     return 128 + received[0] if received else 0
@@ -169,8 +183,9 @@ def stop_on_signals(engine):
         received.append(signum)
         name = signal.Signals(signum).name
         if engine.rank == 0:
-            print(f"\nrlgan: {name}: stopping after step {engine.state.step + 1}, with a checkpoint "
-                  "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+            print(f"\nrlgan: {name}: stopping after step {engine.state.step + 1}, with a checkpoint{again}",
+                  file=sys.stderr, flush=True)
         engine.request_stop(f"{name} received")
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -209,11 +224,13 @@ def cmd_sample(args) -> int:
     engine = Engine(config, path.parent.parent)
     engine.load_checkpoint(path)
     samples = engine.generate(args.count, seed=args.seed)
-    output = Path(args.output or f"samples.{args.format}")
-    if args.format == "npy":
+    output_format = args.format or sample_format(args.output)
+    output = Path(args.output or f"samples.{output_format}")
+    if output_format == "npy":
         import numpy as np
 
-        np.save(output, samples.float().numpy())
+        with open(output, "wb") as handle:  # exactly this name (np.save would add .npy to another)
+            np.save(handle, samples.float().numpy())
     else:
         output.unlink(missing_ok=True)
         engine.data.render(samples, output)
@@ -221,6 +238,16 @@ def cmd_sample(args) -> int:
             raise RlganError(f"data source {config.data.name!r} draws no picture of its samples; use --format npy")
     print(f"rlgan: wrote {args.count} samples from {path} to {output}")
     return 0
+
+
+def sample_format(output: str | None) -> str:
+    """The format ``rlgan sample`` writes to ``output`` when ``--format`` is not given."""
+    suffix = Path(output).suffix.lower() if output else ""
+    if suffix in ("", ".png"):
+        return "png"
+    if suffix == ".npy":
+        return "npy"
+    raise RlganError(f"-o {output}: rlgan sample writes .png pictures or .npy arrays; name the file so, or give --format")
 
 
 def cmd_plugins(args) -> int:
@@ -258,12 +285,18 @@ def cmd_new_plugin(args) -> int:
 def cmd_doctor(args) -> int:
     import torch
 
-    from . import extension
+    from . import extension, threads
 
     found = extension.status()
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
     print(f"this CPU: {torch.backends.cpu.get_cpu_capability()} (as PyTorch rates it; ATEN_CPU_CAPABILITY lowers it)")
     print(f"kernel backend: {extension.backend()} (RLGAN_KERNEL or [kernel] backend)")
+    count, why = threads.choose()
+    print(f"CPU threads a run takes by default: {count} ({why}; [run] threads sets them)")
+    busy = threads.cores_busy_elsewhere()
+    if busy >= 0.5:
+        print(f"rlgan: warning: other processes keep {busy:.1f} of {threads.usable_cores()} cores busy; runs started "
+              "now take fewer threads, and PyTorch processes that share cores slow each other down", file=sys.stderr)
     if found.loaded:
         print(f"fused extension: loaded ({found.origin}); kernels for: {', '.join(found.devices) or 'no device'}")
         build = found.build

@@ -27,6 +27,7 @@ class RunConfig:
     batch_size: int = 64  # per process
     on_bad_reward: Literal["error", "skip"] = "error"
     max_skipped_fraction: float = 0.1  # with "skip": the run stops once more of its batches were skipped
+    threads: int = 0  # CPU threads of PyTorch's operators; 0: free cores ÷ training processes here (rlgan_core.threads)
 
 
 @dataclass
@@ -241,11 +242,14 @@ def _check(hint, value, where: str):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
     if where.rsplit(".", 1)[-1] in POSITIVE and value <= 0:
         raise ConfigError(f"{where}: must be positive, got {value!r}")
+    if where.rsplit(".", 1)[-1] in NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{where}: must be 0 or more, got {value!r}")
     return value
 
 
 POSITIVE = {"steps", "batch_size", "every", "samples", "keep", "discriminator_steps", "generator_lr",
             "discriminator_lr", "eps"}
+NON_NEGATIVE = {"threads"}
 
 
 def _key(where: str, key: str) -> str:

@@ -12,6 +12,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -46,6 +47,7 @@ class StepOutput:
     rewards: dict[str, torch.Tensor]
     seconds: float = 0.0  # wall time of the step on this rank
     samples: int = 0  # samples this rank generated for the generator update
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)  # a strategy's own figures (logged as policy/NAME)
 
 
 class TrainingContext:
@@ -71,8 +73,10 @@ class TrainingContext:
     """
 
     def __init__(self, config: Config, device: torch.device, data: DataSource, models: dict[str, torch.nn.Module],
-                 rewards: list[BoundReward], state: State):
+                 rewards: list[BoundReward], state: State, run_dir: str | Path | None = None):
         self.config, self.device, self.data, self.rewards, self.state = config, device, data, rewards, state
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.started_from: dict | None = None  # what load_models loaded: run, checkpoint, its hash, weights
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.models: dict[str, torch.nn.Module] = {}
         self.trained: dict[str, torch.nn.Module] = {}
@@ -108,18 +112,28 @@ class TrainingContext:
         betas = tuple(self.config.optimizer.betas)
         self.optimizers[role] = torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
 
-    def load_models(self, run_dir: str) -> None:
+    def load_models(self, run_dir: str, weights: str = "average") -> None:
         """Start this run's models from the newest checkpoint of ``run_dir`` (a run folder or a
         checkpoint folder; the ``init_from`` option of strategies): the generator, and every other
-        role both runs have, which must have this run's shapes.  Parameters the checkpoint lacks,
-        such as a policy's standard deviation, keep their initial values."""
+        role both runs have, which must have this run's shapes.  The generator gets the weights the
+        trained run samples with: its weight average (role ``generator_ema``) when it has one, or
+        with ``weights = "raw"`` its raw weights.  Parameters the checkpoint lacks, such as a
+        policy's standard deviation, keep their initial values.  ``started_from`` records the
+        resolved folder, the checkpoint and its hash (the summary reports it).  A run that has
+        checkpoints of its own loads nothing: resuming it (or sampling from it) restores every
+        model from them, wherever the base run is now."""
         where = f"[strategy] init_from = {run_dir!r}"
+        if weights not in ("average", "raw"):
+            raise ConfigError(f"[strategy] init_weights must be 'average' or 'raw', got {weights!r}")
+        if self.run_dir is not None and checkpoint.newest(self.run_dir) is not None:
+            return
         path = checkpoint.newest(run_dir)
         if path is None:
             raise ConfigError(f"{where}: no checkpoint there")
-        tensors, _ = checkpoint.load(path)
+        tensors, state = checkpoint.load(path)
+        average = weights == "average" and bool(checkpoint.section(tensors, "generator_ema"))
         for role, module in self.models.items():
-            saved = checkpoint.section(tensors, role)
+            saved = checkpoint.section(tensors, "generator_ema" if role == "generator" and average else role)
             if not saved and role != "generator":
                 continue
             try:
@@ -128,6 +142,9 @@ class TrainingContext:
                 raise ConfigError(f"{where}: its {role} does not fit this one ({error})") from None
             if result.unexpected_keys or not saved:
                 raise ConfigError(f"{where}: its {role} has parameters this one lacks: {result.unexpected_keys}")
+        self.started_from = {"run": str(Path(run_dir).resolve()), "checkpoint": str(path.resolve()),
+                             "tensors_sha256": state.get("tensors_sha256"),
+                             "generator_weights": "generator_ema" if average else "generator"}
 
     @property
     def generator(self):
@@ -247,7 +264,7 @@ class TrainingContext:
             if self.config.run.on_bad_reward == "skip":
                 self.skip_batch(problem)
                 return None
-            raise RewardError(problem)
+            raise RewardError(f"{problem} ([run] on_bad_reward = \"skip\" skips such batches)")
         if not columns:
             return torch.zeros((len(samples), steps) if steps else (len(samples),), device=samples.device).unsqueeze(-1)
         return torch.stack(columns, dim=-1).float()
@@ -307,8 +324,9 @@ class TrainingContext:
                 return None, f"{where} returned {tuple(value.shape)} for one chunk and {tuple(chunks[0].shape)} for another"
             chunks.append(value)
         value = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-        if not torch.isfinite(value).all():
-            return None, f"{where} returned NaN or infinite values"
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            return None, f"{where} returned NaN or infinite values ({bad} of {value.numel()})"
         return value, None
 
     def advantages(self, rewards: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -319,12 +337,15 @@ class TrainingContext:
         scores = rewards.detach().double() @ weights.double()
         return ops.advantages(scores, self.config.loss.baseline, self.config.loss.eps, global_batch=True)
 
-    def step_output(self, losses: dict, rewards: torch.Tensor | None, started: float, samples: int) -> StepOutput:
-        """A strategy's ``StepOutput``: its losses, the mean of each reward, its wall time."""
+    def step_output(self, losses: dict, rewards: torch.Tensor | None, started: float, samples: int,
+                    diagnostics: dict | None = None) -> StepOutput:
+        """A strategy's ``StepOutput``: its losses, the mean of each reward, its wall time, and
+        ``diagnostics`` (scalars such as a policy's entropy, logged as ``policy/NAME``)."""
         means = {}
         if rewards is not None:
             means = {r.name: rewards[..., i].detach().mean() for i, r in enumerate(self.rewards)}
-        return StepOutput(self.state.step, losses, means, time.perf_counter() - started, samples)
+        return StepOutput(self.state.step, losses, means, time.perf_counter() - started, samples,
+                          {name: value.detach() for name, value in (diagnostics or {}).items()})
 
     # --- what checkpoints save ----------------------------------------------------------------
 

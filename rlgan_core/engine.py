@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, distributed, extension
+from . import checkpoint, distributed, extension, threads
 from .config import DEFAULT_MODELS, MODEL_ROLES, ComponentConfig, Config, to_dict
 from .context import BoundReward, State, StepOutput, TrainingContext
 from .errors import CheckpointError, ConfigError, RlganError
@@ -38,6 +38,7 @@ class Engine:
         self.stash: dict = {}
         self.state = State()
         extension.set_backend(config.kernel.backend)
+        self.threads = threads.apply(config.run.threads)
         self.device = resolve_device(config.run.device)
         distributed.setup(self.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -54,7 +55,7 @@ class Engine:
             setattr(config, role, component)  # the run's config.json names every model it built
             models[role] = build(found.models.get(component.name), component, role, data)
         rewards = [bind_reward(reward_entries[name], name, rc, models) for name, rc in config.rewards.items()]
-        self.context = TrainingContext(config, self.device, data, models, rewards, self.state)
+        self.context = TrainingContext(config, self.device, data, models, rewards, self.state, self.run_dir)
         self.strategy = build(strategy, config.strategy, "strategy", self.context)
         self.stop_reason: str | None = None
 
@@ -90,16 +91,16 @@ class Engine:
         if self.state.step == 0:
             self.evaluate()
             self.state.initial_metrics = dict(self.state.metrics)
-        while self.state.step < self.config.run.steps:
+        while self.state.step < self.config.run.steps and not self.strategy.finished():
             if distributed.any_rank(self.stop_reason is not None, self.device):  # every rank stops at the same step
                 self.stop_reason = self.stop_reason or "another process was stopped"
                 break
             output = self.train_step()
             self.state.step += 1
-            step, last = self.state.step, self.config.run.steps
+            step, done = self.state.step, self.state.step == self.config.run.steps or self.strategy.finished()
             finished_phase = self.strategy.phase(step - 1)
-            phase_ended = step < last and self.strategy.phase(step) != finished_phase
-            if step % self.config.evaluation.every == 0 or step == last or phase_ended:
+            phase_ended = not done and self.strategy.phase(step) != finished_phase
+            if step % self.config.evaluation.every == 0 or done or phase_ended:
                 self.evaluate()
             if phase_ended:
                 self.state.phase_metrics[finished_phase] = dict(self.state.metrics)
@@ -161,8 +162,10 @@ class Engine:
             "wall_time_s": round(wall_time, 3),
             "device": str(self.device),
             "processes": self.world_size,
+            "threads": self.threads,
             "skipped_batches": self.state.skipped_batches,
             "kernel": "fused" if extension.use_fused(self.device) else "fallback",
+            **({"started_from": self.context.started_from} if self.context.started_from else {}),
             "config": to_dict(self.config),
             "plugins": self.plugin_versions(),
             "metrics": dict(self.state.metrics),
@@ -195,6 +198,7 @@ class Engine:
             "phase_metrics": self.state.phase_metrics,
             "roles": list(context.models),
             "optimizers": optimizers,
+            **({"started_from": self.context.started_from} if self.context.started_from else {}),
             "config": to_dict(self.config),
             "plugins": self.plugin_versions(),
         }

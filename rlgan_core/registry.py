@@ -5,6 +5,19 @@ from typing import Any, Callable
 
 from .errors import PluginError, UnknownNameError
 
+PMO_TASKS = ("qed", "celecoxib_rediscovery", "troglitazone_rediscovery", "thiothixene_rediscovery",
+             "albuterol_similarity", "mestranol_similarity", "isomers_c7h8n2o2", "isomers_c9h10n2o2pf2cl", "median1",
+             "median2", "amlodipine_mpo", "fexofenadine_mpo", "osimertinib_mpo", "perindopril_mpo", "ranolazine_mpo",
+             "sitagliptin_mpo", "zaleplon_mpo", "deco_hop", "scaffold_hop", "valsartan_smarts")
+# What the plugins in this repository's plugins/ folder register, so that a missing name can say
+# which one to install (a test keeps this in step with the plugins).
+FIRST_PARTY = {
+    **dict.fromkeys(("ddpo", "mlp_denoiser"), "rlgan-diffusion"),
+    **dict.fromkeys(("seqgan", "lstm_policy", "cnn_text", "oracle", "rollout", "token_frequency"), "rlgan-seqgan"),
+    **dict.fromkeys(("reinvent", "prior_sampling", "smiles_prior", "moses", *PMO_TASKS), "rlgan-molecules"),
+    "novelty": "rlgan-novelty",
+}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -45,6 +58,8 @@ class Registry:
             raise PluginError(f"{self.kind} {short!r} is registered by plugins {owners}: name one, as {choices}")
         known = ", ".join(sorted(self.entries)) or "none"
         missing = f"no {self.kind} named {name!r} is registered; available: {known}"
+        if short in FIRST_PARTY:
+            missing += f" ({short!r} comes with the {FIRST_PARTY[short]} plugin: pip install plugins/{FIRST_PARTY[short]})"
         if self.broken:
             missing += "; " + "; ".join(str(broken) for broken in self.broken)
         raise UnknownNameError(missing)

@@ -43,6 +43,12 @@ class Strategy:
         """The name of the phase that step ``step`` (0-based) belongs to; one phase by default."""
         return "train"
 
+    def finished(self) -> bool:
+        """Whether the strategy's work is done before ``run.steps`` (a budget of reward calls
+        spent, say); checked after every step.  The engine then evaluates and ends the run as a
+        finished one, as it would at ``run.steps``.  Never, by default."""
+        return False
+
     def sample(self, n: int, seed: int) -> torch.Tensor:
         """``n`` samples for evaluation and pictures, drawn from ``seed`` alone (never from the
         training generators).  By default the generator's ``sample(n, seed)`` when it has one, or

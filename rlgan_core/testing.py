@@ -21,7 +21,8 @@ from .hookspecs import hookimpl
 from .reward import RewardContext
 from .scoring import is_future
 
-__all__ = ["ContractError", "check_data_source", "check_model", "check_reward", "check_strategy", "quick_config"]
+__all__ = ["ContractError", "check_data_source", "check_model", "check_policy", "check_reward", "check_strategy",
+           "quick_config"]
 
 
 class ContractError(AssertionError):
@@ -114,6 +115,45 @@ def check_model(model: torch.nn.Module, data, role: str = "generator") -> None:
                                         f"{inputs.device})", f"in {mode} mode it returned {output.dtype} on {output.device}")
     finally:
         model.train(was_training)
+
+
+def check_policy(model: torch.nn.Module, data, pathwise: bool = False) -> None:
+    """A generator that is a policy (:func:`rlgan_core.is_policy`): for ``outputs = model(z)``,
+    ``model.distribution(outputs)`` draws samples of shape ``[N, *data.shape]`` whose ``log_prob``
+    and ``entropy`` are ``[N]`` (one value per sample, summed over its elements) and whose
+    ``log_prob`` carries gradients to the model's parameters; with ``pathwise`` (a config's
+    ``pathwise = true`` rewards), its ``rsample`` does too."""
+    from .policy import policy_problem
+
+    who = f"policy {type(model).__name__}"
+    check_model(model, data, "generator")
+    problem = policy_problem(model)
+    if problem:
+        raise ContractError(who, "a policy has a distribution(outputs) method that works for it", problem)
+    n = 4
+    policy = model.distribution(model(torch.randn(n, model.latent_dim)))
+    samples = policy.sample()
+    if tuple(samples.shape) != (n, *data.shape):
+        raise ContractError(who, f"a policy's samples have shape {(n, *data.shape)}", f"they have {tuple(samples.shape)}")
+    for name in ("log_prob", "entropy"):
+        value = policy.log_prob(samples) if name == "log_prob" else policy.entropy()
+        if tuple(value.shape) != (n,):
+            raise ContractError(who, f"{name} is one value per sample, shape {(n,)} (summed over a sample's elements; "
+                                "torch.distributions.Independent does it)", f"it has shape {tuple(value.shape)}")
+    draws = {"log_prob": lambda: policy.log_prob(samples)}
+    if pathwise:
+        if not policy.has_rsample:
+            raise ContractError(who, "a policy for pathwise rewards has reparameterised samples (rsample)", "it has none")
+        draws["rsample"] = lambda: policy.rsample()
+    for name, draw in draws.items():
+        model.zero_grad(set_to_none=True)
+        policy = model.distribution(model(torch.randn(n, model.latent_dim)))
+        value = draw().sum()
+        if value.requires_grad:
+            value.backward()
+        if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()):
+            raise ContractError(who, f"a policy's {name} carries gradients to its parameters", "none reached them")
+    model.zero_grad(set_to_none=True)
 
 
 def check_data_source(factory, options: dict | None = None, value_range: tuple[float, float] | None = None) -> None:

@@ -120,6 +120,20 @@ def test_config_naming_an_unregistered_reward_lists_the_known_ones(tmp_path):
         Engine(config, tmp_path)
 
 
+def test_a_missing_name_of_a_first_party_plugin_says_which_plugin_brings_it():
+    from rlgan_core.registry import FIRST_PARTY
+
+    shipped = {}
+    for entry in describe_plugins():
+        if "broken" not in entry and (entry["distribution"] or "").startswith("rlgan-"):
+            for kind in ("models", "rewards", "data", "strategies"):
+                shipped.update(dict.fromkeys(entry.get(kind, ()), entry["distribution"]))
+    assert shipped == FIRST_PARTY  # the table stays in step with plugins/
+    missing = subprocess.run([sys.executable, "-c", "from rlgan_core.plugins import registries; registries().strategies.get('ddpo')"],
+                             capture_output=True, text=True, env={**os.environ, "RLGAN_DISABLE_PLUGINS": "diffusion"})
+    assert "'ddpo' comes with the rlgan-diffusion plugin: pip install plugins/rlgan-diffusion" in missing.stderr
+
+
 def test_unknown_model_and_data_names(tmp_path):
     with pytest.raises(UnknownNameError, match="no model named 'transformer'"):
         Engine(tiny_config(generator={"name": "transformer"}), tmp_path)

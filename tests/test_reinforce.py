@@ -200,15 +200,47 @@ def test_init_from_a_trained_run_and_the_kl_penalty(tmp_path, brightness):
                                             "init_from": str(tmp_path / "pretrained"), "kl_coef": kl_coef})
         engine = Engine(config, tmp_path / f"kl{kl_coef}")
         start = {k: v.clone() for k, v in engine.generator.state_dict().items()}
-        for name, value in start.items():  # the policy starts as the trained generator (and its own std)
+        for name, value in start.items():  # the policy starts as the trained run samples (and its own std)
             if name != "log_std":
-                assert torch.equal(value, saved[f"generator.{name}"]), name
+                assert torch.equal(value, saved[f"generator_ema.{name}"]), name
         engine.run()
         return sum(float((v - start[k]).norm()) for k, v in engine.generator.state_dict().items() if k != "log_std")
 
     assert moved(10.0) < 0.5 * moved(0.0)  # the KL penalty keeps the policy near where it started
     with pytest.raises(ConfigError, match="no checkpoint there"):
         Engine(reinforce_config(strategy={"name": "ppo", "init_from": str(tmp_path / "nothing")}), tmp_path / "x")
+
+
+def test_init_from_loads_the_sampled_weights_records_them_and_resume_needs_no_base_run(tmp_path, brightness, monkeypatch):
+    generator = {"name": "mlp_generator", "latent_dim": 8, "hidden": [32]}
+    Engine(tiny_config(run={"steps": 10}, generator=generator, strategy={"name": "gan", "ema_decay": 0.9}),
+           tmp_path / "base").run()
+    newest = list_checkpoints(tmp_path / "base" / "checkpoints")[-1]
+    saved, state = checkpoint.load(newest)
+    assert not torch.equal(saved["generator_ema.net.0.weight"], saved["generator.net.0.weight"])
+    monkeypatch.chdir(tmp_path)  # a relative init_from is read from where training starts
+
+    def config(weights):
+        return reinforce_config(run={"steps": 4, "batch_size": 16}, strategy={
+            "name": "reinforce", "discriminator_steps": 0, "init_from": "base", "kl_coef": 1.0, "init_weights": weights})
+
+    for weights, role in (("average", "generator_ema"), ("raw", "generator")):
+        engine = Engine(config(weights), tmp_path / weights)
+        for name, value in engine.generator.state_dict().items():
+            if name != "log_std":
+                assert torch.equal(value, saved[f"{role}.{name}"]), (weights, name)
+        summary = engine.run()
+        assert summary["started_from"] == {"run": str(tmp_path / "base"), "checkpoint": str(newest),
+                                           "tensors_sha256": state["tensors_sha256"], "generator_weights": role}
+    (tmp_path / "base").rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    resumed = Engine(config("average"), tmp_path / "average")  # its own checkpoints have every model
+    resumed.load_checkpoint(list_checkpoints(tmp_path / "average" / "checkpoints")[-1])
+    assert torch.equal(resumed.models["reference"].net[0].weight, saved["generator_ema.net.0.weight"])
+    with pytest.raises(ConfigError, match="no checkpoint there"):
+        Engine(config("average"), tmp_path / "fresh")
+    with pytest.raises(ConfigError, match="init_weights"):
+        Engine(config("best"), tmp_path / "other")
 
 
 def test_mirror_symmetry_is_a_numpy_black_box():
@@ -231,3 +263,50 @@ def test_inside_box_is_a_numpy_black_box():
         InsideBox(lower=[1.0, 0.0], upper=[0.0, 1.0])
     with pytest.raises(ValueError, match="3 bounds"):
         InsideBox(lower=[0, 0, 0], upper=[1, 1, 1])(points, None)
+
+
+def test_is_policy_and_check_policy():
+    from rlgan_core import is_policy
+    from rlgan_core.builtin.models import MLPGenerator
+    from rlgan_core.testing import ContractError, check_policy
+
+    class Digits:
+        shape = (64,)
+
+    assert not is_policy(MLPGenerator(Digits(), latent_dim=8, hidden=[16]))  # noise = 0: deterministic
+    policy = MLPGenerator(Digits(), latent_dim=8, hidden=[16], noise=0.1)
+    assert is_policy(policy)
+    check_policy(policy, Digits(), pathwise=True)
+
+    class PerElement(MLPGenerator):  # log_prob [N, 64]: forgot to sum over a sample's elements
+        def distribution(self, outputs):
+            return torch.distributions.Normal(outputs, self.log_std.exp().expand_as(outputs))
+
+    with pytest.raises(ContractError, match=r"log_prob is one value per sample, shape \(4,\).*\(4, 64\)"):
+        check_policy(PerElement(Digits(), latent_dim=8, hidden=[16], noise=0.1), Digits())
+
+    class Detached(MLPGenerator):  # samples' log-probabilities that never reach the parameters
+        def distribution(self, outputs):
+            return super().distribution(outputs.detach())
+
+    detached = Detached(Digits(), latent_dim=8, hidden=[16], noise=0.1)
+    detached.log_std.requires_grad_(False)
+    with pytest.raises(ContractError, match="log_prob carries gradients"):
+        check_policy(detached, Digits())
+
+
+def test_policy_strategies_log_entropy_std_kl_and_clip_fraction(tmp_path, brightness):
+    from rlgan_core import read_metrics
+
+    def records(name, **strategy):
+        config = reinforce_config(run={"steps": 4, "batch_size": 16}, logging={"every": 1},
+                                  strategy={"name": name, "kl_coef": 0.5, **strategy})
+        Engine(config, tmp_path / name).run()
+        return [r for r in read_metrics(tmp_path / name) if "policy/entropy" in r]
+
+    logged = records("reinforce")
+    assert len(logged) == 4
+    assert logged[0]["policy/kl"] == pytest.approx(0.0, abs=1e-6) and logged[-1]["policy/kl"] > 0  # from where it started
+    assert logged[0]["policy/std"] == pytest.approx(0.1, rel=0.05)
+    assert "policy/clip_fraction" not in logged[0]
+    assert all(0.0 <= r["policy/clip_fraction"] <= 1.0 and r["policy/kl"] > 0 for r in records("ppo", epochs=2))

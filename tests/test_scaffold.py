@@ -16,6 +16,7 @@ def test_a_new_plugin_installs_is_listed_and_passes_its_own_tests(tmp_path, kind
     made = subprocess.run([sys.executable, "-m", "rlgan_core", "new-plugin", name, "--kind", kind, "--dir", str(tmp_path)],
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
+    assert "*.egg-info/" in (tmp_path / name / ".gitignore").read_text().split()
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
                     str(site), str(tmp_path / name)], check=True, capture_output=True)

@@ -47,6 +47,7 @@ def rlgan_step_end(engine, output):
     if output.step % engine.config.logging.every == 0:
         values = {f"loss/{k}": float(v) for k, v in output.losses.items()}
         values.update({f"reward/{k}": float(v) for k, v in output.rewards.items()})
+        values.update({f"policy/{k}": float(v) for k, v in output.diagnostics.items()})
         if output.rewards:
             parts = weighted(engine, output.rewards)
             values.update({f"reward/{k}/weighted": v for k, v in parts.items()})

@@ -40,6 +40,11 @@ def rlgan_evaluation_end(engine, metrics):
 
 @hookimpl
 def rlgan_train_end(engine):
+    close_bar(engine)
+
+
+def close_bar(engine) -> None:
+    """End the progress bar's line: at the end of a run, and before an error is printed."""
     bar = engine.stash.pop("progress", None)
     if bar is not None:
         bar.close()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
+from ..policy import policy_problem
 from ..strategy import Strategy, sample_model
 
 
@@ -104,13 +105,15 @@ LR_DECAYS = {
 
 
 class GAN(Strategy):
-    """Options: ``init_from``; ``r1``, the weight of the discriminator's R1 penalty on real data;
+    """Options: ``init_from`` (and ``init_weights``: ``average`` or ``raw``; see
+    :meth:`TrainingContext.load_models`); ``r1``, the weight of the discriminator's R1 penalty on real data;
     ``ema_decay``, the decay of an exponential moving average of the generator's weights (role
     ``generator_ema``, saved in checkpoints) that evaluation, pictures and ``rlgan sample`` use
     instead of the generator itself (0: none); ``lr_decay``, the learning rates' schedule over the
     run: ``none``, ``linear`` or ``cosine`` (from ``[optimizer]``'s rates down to 0 at the last step)."""
 
-    def __init__(self, context, init_from: str = "", r1: float = 0.0, ema_decay: float = 0.0, lr_decay: str = "none"):
+    def __init__(self, context, init_from: str = "", r1: float = 0.0, ema_decay: float = 0.0, lr_decay: str = "none",
+                 init_weights: str = "average"):
         super().__init__(context)
         if r1 < 0:
             raise ValueError(f"r1 must be >= 0, got {r1}")
@@ -119,7 +122,7 @@ class GAN(Strategy):
         if lr_decay not in LR_DECAYS:
             raise ValueError(f"lr_decay must be one of {sorted(LR_DECAYS)}, got {lr_decay!r}")
         if init_from:
-            context.load_models(init_from)
+            context.load_models(init_from, init_weights)
         check_gan_models(context)
         self.r1, self.lr_decay = r1, LR_DECAYS[lr_decay]
         self.average = WeightAverage(context, "generator", ema_decay) if ema_decay else None
@@ -228,21 +231,20 @@ def reinforce_loss(distribution, samples, advantages, entropy_coef=0.0):
 class Reinforce(Strategy):
     roles = {"generator": True, "discriminator": False}
 
-    def __init__(self, context, discriminator_steps: int = 1, init_from: str = "", kl_coef: float = 0.0):
+    def __init__(self, context, discriminator_steps: int = 1, init_from: str = "", kl_coef: float = 0.0,
+                 init_weights: str = "average"):
         super().__init__(context)
         if discriminator_steps < 0:
             raise ValueError(f"discriminator_steps must be >= 0, got {discriminator_steps}")
         if kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
         generator, name = context.generator, context.config.strategy.name
-        needs = f"[strategy] {name} needs a generator that is a policy (docs/plugins.md); [generator] {context.config.generator.name!r}"
-        if not callable(getattr(generator, "distribution", None)):
-            raise ConfigError(f"{needs} has no distribution(outputs) method")
-        try:  # a model may be a policy only with some options (mlp_generator: noise > 0)
-            with torch.no_grad():
-                probe = generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=context.device)))
-        except TypeError as error:
-            raise ConfigError(f"{needs}: {error}") from None
+        problem = policy_problem(generator)
+        if problem:
+            raise ConfigError(f"[strategy] {name} needs a generator that is a policy (docs/plugins.md); "
+                              f"[generator] {context.config.generator.name!r}: {problem}")
+        with torch.no_grad():
+            probe = generator.distribution(generator(torch.zeros(1, generator.latent_dim, device=context.device)))
         pathwise = [bound for bound in context.rewards if bound.pathwise]
         if pathwise:
             if not probe.has_rsample:
@@ -255,7 +257,7 @@ class Reinforce(Strategy):
         # the discriminator, when the run has one, trains as under `gan`
         self.discriminator_steps = discriminator_steps if context.discriminator is not None else 0
         if init_from:
-            context.load_models(init_from)
+            context.load_models(init_from, init_weights)
         # the frozen reference of the KL penalty: the policy as training starts (a checkpoint
         # saves it with the other model roles)
         self.kl_coef = kl_coef
@@ -266,14 +268,32 @@ class Reinforce(Strategy):
         """The rewards' weights in the advantages at this step: 0 for the pathwise ones."""
         return self.context.reward_weights * self.score_mask
 
+    def kl_to_reference(self, policy, latents):
+        """KL(policy || reference policy) per sample ``[N]`` (``None`` without a reference)."""
+        if "reference" not in self.context.models:
+            return None
+        reference_model = self.context.models["reference"]
+        with torch.no_grad():
+            reference = reference_model.distribution(reference_model(latents))
+        return torch.distributions.kl_divergence(policy, reference)
+
     def kl_penalty(self, policy, latents):
         """kl_coef * KL(policy || reference policy), averaged over the batch (0 without a reference)."""
         if not self.kl_coef:
             return 0.0
-        reference_model = self.context.models["reference"]
+        return self.kl_coef * self.kl_to_reference(policy, latents).mean()
+
+    def diagnostics(self, policy, latents) -> dict:
+        """What a policy's user tunes by: its mean entropy and standard deviation, and its KL to the
+        reference when there is one (logged as ``policy/entropy``, ``policy/std``, ``policy/kl``)."""
         with torch.no_grad():
-            reference = reference_model.distribution(reference_model(latents))
-        return self.kl_coef * torch.distributions.kl_divergence(policy, reference).mean()
+            figures = {"entropy": policy.entropy().mean()}
+            if hasattr(policy, "stddev"):
+                figures["std"] = policy.stddev.mean()
+            kl = self.kl_to_reference(policy, latents)
+            if kl is not None:
+                figures["kl"] = kl.mean()
+        return figures
 
     def pathwise_term(self, policy, samples, latents):
         """Minus the weighted pathwise rewards of ``samples``, reparameterised as draws of ``policy``
@@ -295,13 +315,15 @@ class Reinforce(Strategy):
     def step(self):
         started = time.perf_counter()
         latents, outputs, samples, rewards, losses = self.rollout(differentiable=True)
+        figures = {}
         if rewards is not None:
             policy = self.context.generator.distribution(outputs)
             advantages = self.context.advantages(rewards, self.score_weights()).to(samples.dtype)
             loss = reinforce_loss(policy, samples, advantages, self.context.config.loss.entropy_coef)
             loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
             losses["generator"] = self.update(loss)
-        return self.context.step_output(losses, rewards, started, len(latents))
+            figures = self.diagnostics(policy, latents)
+        return self.context.step_output(losses, rewards, started, len(latents), figures)
 
     def rollout(self, differentiable=False):
         """The discriminator's updates, then a batch drawn from the policy and scored: the latents,
@@ -366,8 +388,8 @@ class PPO(Reinforce):
     surrogate over the batch, the importance ratio taken against the policy that drew it."""
 
     def __init__(self, context, discriminator_steps: int = 1, init_from: str = "", kl_coef: float = 0.0,
-                 epochs: int = 4, clip: float = 0.2):
-        super().__init__(context, discriminator_steps, init_from, kl_coef)
+                 epochs: int = 4, clip: float = 0.2, init_weights: str = "average"):
+        super().__init__(context, discriminator_steps, init_from, kl_coef, init_weights)
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if not clip > 0:
@@ -378,6 +400,7 @@ class PPO(Reinforce):
         context = self.context
         started = time.perf_counter()
         latents, outputs, samples, rewards, losses = self.rollout()
+        figures = {}
         if rewards is not None:
             advantages = context.advantages(rewards, self.score_weights()).to(samples.dtype)
             with torch.no_grad():
@@ -387,7 +410,11 @@ class PPO(Reinforce):
                 loss = ppo_loss(policy, samples, old_log_prob, advantages, self.clip, context.config.loss.entropy_coef)
                 loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
                 losses["generator"] = self.update(loss)
-        return context.step_output(losses, rewards, started, len(latents))
+            figures = self.diagnostics(policy, latents)
+            with torch.no_grad():  # of the last epoch's ratios, the share PPO's clip held back
+                ratio = (policy.log_prob(samples) - old_log_prob).exp()
+                figures["clip_fraction"] = ((ratio - 1).abs() > self.clip).float().mean()
+        return context.step_output(losses, rewards, started, len(latents), figures)
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """``rlgan new-plugin``: a ready plugin distribution of one kind, from the templates beside this file.
 
 ``common/`` holds what every plugin distribution has (``pyproject.toml`` with the ``rlgan`` entry
-point, a README), each kind's folder its plugin module and a test that runs the conformance kit
+point, a README, a ``.gitignore`` for build outputs), each kind's folder its plugin module and a test that runs the conformance kit
 (``rlgan_core.testing``) and trains a few steps with the plugin; pip installs the result as it is.  ``{{dist}}``, ``{{module}}``,
 ``{{short}}`` and ``{{title}}`` in them are filled in.
 """
@@ -28,6 +28,8 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
     for root in (TEMPLATES / "common", TEMPLATES / kind):
         for template in sorted(root.rglob("*.tmpl")):
             path = target / str(template.relative_to(root).with_suffix("")).replace("MODULE", module)
+            if path.name == "gitignore":  # shipped without its dot, which package data globs skip
+                path = path.with_name(".gitignore")
             path.parent.mkdir(parents=True, exist_ok=True)
             text = template.read_text()
             for key, value in fields.items():

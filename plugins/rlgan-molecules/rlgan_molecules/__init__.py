@@ -2,9 +2,13 @@
 
 Registers the ``moses`` data source, the ``smiles_prior`` generator (a GRU policy, by default the
 prior shipped with this plugin, pre-trained on MOSES by ``scripts/pretrain_prior.py``) and PMO's 20
-RDKit-only oracles as rewards under PMO's names.  Third parties write chemistry rewards by
-subclassing :class:`MoleculeReward`; :func:`score` scores SMILES with any registered one by name.
+RDKit-only oracles as rewards under PMO's names, and the ``reinvent`` and ``prior_sampling``
+strategies, which spend PMO's oracle budget and add its figures to ``summary.json``.  Third
+parties write chemistry rewards by subclassing :class:`MoleculeReward`; :func:`score` scores
+SMILES with any registered one by name.
 """
+
+import csv
 
 from rlgan_core import hookimpl
 
@@ -13,6 +17,7 @@ from .data import MosesData
 from .model import PRIOR, SmilesPolicy, load_policy
 from .oracles import PMO_TASKS
 from .rewards import MoleculeReward, pmo_factory, score
+from .strategies import BudgetedSampling, Reinvent
 
 __all__ = ["MoleculeReward", "OracleBudget", "PMO_TASKS", "SmilesPolicy", "auc_top_k", "load_policy", "score"]
 
@@ -36,3 +41,27 @@ def rlgan_register_models(register):
 def rlgan_register_rewards(register):
     for task in PMO_TASKS:
         register(task, pmo_factory(task))
+
+
+@hookimpl
+def rlgan_register_strategies(register):
+    register("reinvent", Reinvent)
+    register("prior_sampling", BudgetedSampling)
+
+
+@hookimpl
+def rlgan_train_end(engine, summary):
+    """PMO's figures into the summary; every scored molecule, in call order, to ``scored.csv``;
+    the best 24 drawn in ``best_molecules.png``."""
+    if isinstance(engine.strategy, BudgetedSampling):
+        summary.update(engine.strategy.report())
+        with open(engine.run_dir / "scored.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["call", "smiles", "score"])
+            writer.writerows((call, s, value) for call, (s, value) in enumerate(engine.strategy.budget.scores.items(), 1))
+        top = engine.strategy.budget.top(24)
+        if top:
+            from .pictures import draw_molecules
+
+            draw_molecules([s for _, s in top], engine.run_dir / "best_molecules.png",
+                           legends=[f"{value:.3f}" for value, _ in top])

@@ -49,9 +49,10 @@ class SmilesPolicy(nn.Module):
         """``tokens`` with padding replaced by the ignored id: what each position predicts."""
         return tokens.masked_fill(tokens == self.vocabulary.pad, IGNORE)
 
-    def log_likelihood(self, tokens: torch.Tensor) -> torch.Tensor:
-        """log p(sequence) ``[N]``: the sum of each token's log-probability, ``<end>`` included."""
-        logits = self.out(self.hidden_states(tokens))
+    def log_likelihood(self, tokens: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(sequence) ``[N]``: the sum of each token's log-probability, ``<end>`` included
+        (``hidden``: the sequences' ``hidden_states`` when the caller has them already)."""
+        logits = self.out(self.hidden_states(tokens) if hidden is None else hidden)
         log_p = torch.log_softmax(logits.float(), dim=-1).gather(2, tokens.unsqueeze(2)).squeeze(2)
         return log_p.masked_fill(tokens == self.vocabulary.pad, 0).sum(1)
 

@@ -3,8 +3,14 @@
 A :class:`MoleculeReward` is an rlgan reward over SMILES policies' samples: it decodes each token
 sequence with the run's vocabulary, canonicalises it with RDKit, calls ``score`` on the valid ones
 only, and gives invalid ones 0.  A subclass implements ``score(self, smiles) -> list[float]`` and
-registers through ``rlgan_register_rewards`` like any reward.
+registers through ``rlgan_register_rewards`` like any reward.  RDKit scoring is CPU-bound Python:
+with ``processes`` > 1 the valid SMILES of a batch are split among that many worker processes
+(started once, on first use, by the ``spawn`` method, so the reward must pickle).
 """
+
+import multiprocessing
+import weakref
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -16,7 +22,10 @@ from .smiles import canonical, to_molecule
 
 class MoleculeReward(Reward):
     """Base class of chemistry rewards.  ``score`` receives canonical SMILES of valid molecules,
-    never an invalid one, and returns one float per SMILES, larger is better."""
+    never an invalid one, and returns one float per SMILES, larger is better.  ``processes``: how
+    many worker processes score a batch (0 or 1: the training process does)."""
+
+    processes: int = 0
 
     def score(self, smiles: list[str]) -> list[float]:
         raise NotImplementedError
@@ -25,11 +34,27 @@ class MoleculeReward(Reward):
         """Scores of any SMILES: canonicalised, 0.0 for invalid ones, ``score`` for the rest."""
         canonical_forms = [canonical(s) for s in smiles]
         valid = [c for c in canonical_forms if c is not None]
-        values = iter(self.score(valid) if valid else [])
+        values = iter(self.score_in_processes(valid) if valid else [])
         out = [float(next(values)) if c is not None else 0.0 for c in canonical_forms]
         if next(values, None) is not None:
             raise ValueError(f"{type(self).__name__}.score returned more values than the {len(valid)} SMILES it got")
         return out
+
+    def score_in_processes(self, smiles: list[str]) -> list[float]:
+        """``score(smiles)``, split among the worker processes when there are any."""
+        if self.processes <= 1 or len(smiles) < 2:
+            return list(self.score(smiles))
+        if getattr(self, "_pool", None) is None:
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            weakref.finalize(self, self._pool.shutdown, cancel_futures=True)
+        size = -(-len(smiles) // self.processes)
+        chunks = [smiles[i : i + size] for i in range(0, len(smiles), size)]
+        return [value for part in self._pool.map(self.score, chunks) for value in part]
+
+    def __getstate__(self) -> dict:
+        """What a worker process receives: everything but the pool (and no pool of its own)."""
+        state = {key: value for key, value in self.__dict__.items() if key != "_pool"}
+        return {**state, "processes": 0}
 
     def __call__(self, samples: torch.Tensor, context: RewardContext) -> torch.Tensor:
         smiles = decode(samples, context)
@@ -52,19 +77,24 @@ def decode(samples: torch.Tensor, context: RewardContext) -> list[str]:
 class PMOOracle(MoleculeReward):
     """One of PMO's oracles (:data:`rlgan_molecules.oracles.PMO_TASKS`), by name."""
 
-    def __init__(self, task: str):
-        self.task = task
+    def __init__(self, task: str, processes: int = 0):
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
+            raise ValueError(f"processes must be a non-negative integer, got {processes!r}")
+        self.task, self.processes = task, processes
         self.function = oracle(task)
 
     def score(self, smiles: list[str]) -> list[float]:
         return [float(self.function(to_molecule(s))) for s in smiles]
 
+    def __reduce__(self):
+        return PMOOracle, (self.task,)  # a worker rebuilds the oracle from its name
+
 
 def pmo_factory(task: str):
-    """The factory registered under ``task``: a reward without options."""
+    """The factory registered under ``task``: its one option is ``processes``."""
 
-    def factory() -> PMOOracle:
-        return PMOOracle(task)
+    def factory(processes: int = 0) -> PMOOracle:
+        return PMOOracle(task, processes)
 
     factory.__doc__ = f"PMO's {task} oracle (GuacaMol's definition)."
     return factory

@@ -205,3 +205,142 @@ def test_policy_loss_gradient_is_the_likelihood_gradient():
     (-(advantages * policy.log_likelihood(tokens)).sum()).backward()
     for a, b in zip(fused, (p.grad for p in policy.parameters())):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
+# --- the strategies under the budget --------------------------------------------------------------
+
+
+def budget_config(tmp_path, strategy, calls, **options):
+    from rlgan_core.config import load_config
+
+    lines = [f"[run]\nname = \"{strategy}\"\nsteps = 1000\nbatch_size = 32\nseed = 3\n",
+             "[data]\nname = \"moses\"\nlimit = 200\n", "[generator]\nname = \"smiles_prior\"\n",
+             f"[strategy]\nname = \"{strategy}\"\nmax_oracle_calls = {calls}\n"
+             + "".join(f"{key} = {value}\n" for key, value in options.items()),
+             "[rewards.qed]\n", "[evaluation]\nevery = 1000\nsamples = 50\n",
+             "[checkpoint]\nevery = 2\n", "[logging]\nprogress = false\ntensorboard = false\n"]
+    path = tmp_path / f"{strategy}.toml"
+    path.write_text("\n".join(lines))
+    return load_config(path)
+
+
+@pytest.mark.parametrize("strategy, options", [("prior_sampling", {}), ("reinvent", {"augmentation_rounds": 1, "scaffold_bucket": 5})])
+def test_the_budget_ends_the_run_and_the_summary_has_pmo_figures(tmp_path, strategy, options):
+    from rlgan_core.engine import Engine
+
+    summary = Engine(budget_config(tmp_path, strategy, 100, **options), tmp_path / "run").run()
+    assert summary["oracle_calls"] == 100
+    assert summary["steps"] < 1000
+    for key in ("auc_top1", "auc_top10", "auc_top100", "top10_mean", "validity", "uniqueness", "diversity"):
+        assert 0.0 < summary[key] <= 1.0, key
+    assert summary["auc_top1"] >= summary["auc_top10"] >= summary["auc_top100"]
+    assert (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "best_molecules.png").exists()
+
+
+def test_a_resumed_reinvent_run_spends_the_same_budget_as_an_uninterrupted_one(tmp_path):
+    from rlgan_core.checkpoint import list_checkpoints
+    from rlgan_core.engine import Engine
+
+    whole = Engine(budget_config(tmp_path, "reinvent", 120), tmp_path / "whole").run()
+    first = Engine(budget_config(tmp_path, "reinvent", 120), tmp_path / "split")
+    first.config.run.steps = 2
+    first.run()
+    resumed = Engine(budget_config(tmp_path, "reinvent", 120), tmp_path / "split")
+    resumed.load_checkpoint(list_checkpoints(tmp_path / "split" / "checkpoints")[-1])
+    assert resumed.strategy.budget.calls > 0
+    summary = resumed.run()
+    assert summary["steps"] == whole["steps"]
+    assert summary["auc_top10"] == pytest.approx(whole["auc_top10"])
+
+
+def test_reinvent_replays_what_the_policy_wrote_when_the_canonical_form_has_other_tokens(tmp_path):
+    """RDKit's canonical form may hold a token the vocabulary lacks (``[SH]``); replay uses the
+    policy's own SMILES of the molecule."""
+    from rlgan_core.engine import Engine
+
+    engine = Engine(budget_config(tmp_path, "reinvent", 40), tmp_path / "run")
+    strategy = engine.strategy
+    written = "CS(C)(=O)c1ccccc1"
+    form = canonical(written)
+    with pytest.raises(ValueError):
+        strategy.context.generator.vocabulary.encode(form)
+    strategy.budget.record([form], [0.9])
+    strategy.written[form] = written
+    assert strategy.memory_top()[0] == (0.9, form)
+    assert strategy.encode([strategy.written[form]]).shape[0] == 1
+    assert engine.run()["oracle_calls"] == 40
+
+
+def test_the_scaffold_filter_zeroes_training_scores_past_a_full_bucket():
+    from rlgan_molecules.strategies import ScaffoldFilter
+
+    same_scaffold = ["Cc1ccccc1", "CCc1ccccc1", "CCCc1ccccc1", "Oc1ccccc1"]
+    scaffolds = ScaffoldFilter(bucket=2, min_score=0.4)
+    scaffolds.admit([(s, 0.9) for s in same_scaffold] + [("C1CCCCC1O", 0.9), ("CCO", 0.1)])
+    assert scaffolds.filter(same_scaffold + ["C1CCCCC1O", "CCO", None], [0.9] * 7) == [0.9, 0.9, 0.0, 0.0, 0.9, 0.9, 0.9]
+    assert ScaffoldFilter(0, 0.4).filter(same_scaffold, [0.9] * 4) == [0.9] * 4
+
+
+def test_patience_ends_a_run_whose_best_molecules_stopped_changing(tmp_path):
+    from rlgan_core.engine import Engine
+
+    engine = Engine(budget_config(tmp_path, "reinvent", 10_000, patience=1), tmp_path / "run")
+    engine.strategy.stalled = 1
+    assert engine.strategy.finished()
+    assert not Engine(budget_config(tmp_path, "reinvent", 10_000, patience=0), tmp_path / "other").strategy.finished()
+
+
+def test_scoring_in_worker_processes_gives_the_same_scores():
+    smiles = ["CC(=O)Oc1ccccc1C(=O)O", "not a molecule", "c1ccccc1O", "CCN(CC)CC", "O=C(O)c1ccccc1"]
+    for task in ("deco_hop", "median1"):
+        here = registries().rewards.get(task).factory()
+        workers = registries().rewards.get(task).factory(processes=2)
+        assert workers.score_smiles(smiles) == here.score_smiles(smiles)
+    with pytest.raises(ValueError, match="processes"):
+        registries().rewards.get("qed").factory(processes=-1)
+
+
+def documented_chemistry_reward(folder):
+    """The scoring component of docs/plugins.md's "Chemistry rewards", written out as its
+    distribution."""
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "plugins.md").read_text()
+    section = docs[docs.index("## Chemistry rewards"):]
+    blocks = re.findall(r"```(python|toml)\n(.*?)```", section, flags=re.S)
+    module = next(text for kind, text in blocks if text.startswith("# rlgan_similarity.py"))
+    pyproject = next(text for kind, text in blocks if text.startswith("# pyproject.toml"))
+    table = next(text for kind, text in blocks if text.startswith("[rewards.similarity]"))
+    folder.mkdir()
+    (folder / "rlgan_similarity.py").write_text(module)
+    (folder / "pyproject.toml").write_text(pyproject)
+    return table
+
+
+def test_the_documented_chemistry_reward_installs_and_reinvent_beats_prior_sampling_on_it(tmp_path):
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    table = documented_chemistry_reward(tmp_path / "rlgan-similarity")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(site), str(tmp_path / "rlgan-similarity")], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    auc = {}
+    for strategy in ("reinvent", "prior_sampling"):
+        text = (Path(__file__).resolve().parents[1] / "configs" / f"{strategy}.toml").read_text()
+        text = re.sub(r"^\[rewards\.qed\]$", table, text, flags=re.M).replace("max_oracle_calls = 10000", "max_oracle_calls = 3000")
+        config = tmp_path / f"{strategy}.toml"
+        config.write_text(text + "\n[logging]\nprogress = false\ntensorboard = false\n")
+        run = subprocess.run([sys.executable, "-m", "rlgan_core", "train", str(config), "--run-dir", str(tmp_path / strategy)],
+                             capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        summary = json.loads((tmp_path / strategy / "summary.json").read_text())
+        assert summary["oracle_calls"] <= 3000
+        auc[strategy] = summary["auc_top10"]
+    assert auc["reinvent"] > auc["prior_sampling"] + 0.02, auc
