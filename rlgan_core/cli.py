@@ -37,6 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("-n", "--count", type=int, default=100, help="how many samples (default: 100)")
     sample.add_argument("--seed", type=int, default=0)
 
+    tilt = commands.add_parser("tilt", help="sample p_ref·exp(r/β)/Z, the KL-regularised target of a reward, by resampling a run")
+    tilt.add_argument("run", help="a checkpoint folder, or a run folder (its newest checkpoint): p_ref")
+    tilt.add_argument("--reward", required=True, help="the reward r: one of the run's, or any registered reward")
+    tilt.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="an option of the reward (TOML value), repeatable")
+    tilt.add_argument("--beta", type=float, nargs="+", metavar="B",
+                      help="β, one or more (default: a sweep from 4 to 1/8 of the reward's standard deviation)")
+    tilt.add_argument("-n", "--count", type=int, default=10000, help="samples drawn from the run (default: 10000)")
+    tilt.add_argument("--seed", type=int, default=0)
+    tilt.add_argument("-o", "--output", help="picture to write: tilted samples for one β, the frontier for several "
+                      "(default: tilted.png or frontier.png)")
+    tilt.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+
     plugins = commands.add_parser("plugins", help="list installed plugins and what each registers")
     plugins.add_argument("--json", action="store_true", help="print JSON")
 
@@ -50,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.showwarning = show_warning
     try:
-        commands = {"train": cmd_train, "sample": cmd_sample, "plugins": cmd_plugins, "doctor": cmd_doctor,
-                    "new-plugin": cmd_new_plugin}
+        commands = {"train": cmd_train, "sample": cmd_sample, "tilt": cmd_tilt, "plugins": cmd_plugins,
+                    "doctor": cmd_doctor, "new-plugin": cmd_new_plugin}
         status = commands[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe can still be handled
         return status
@@ -209,20 +222,30 @@ def launch_processes(args, run_dir: Path) -> int:
     return 0
 
 
-def cmd_sample(args) -> int:
+def trained_engine(checkpoint_or_run: str, rewards: dict | None = None):
+    """The engine of a checkpoint (or of a run folder's newest), its models loaded, and the
+    checkpoint's path; ``rewards``: ``[rewards.NAME]`` tables to add to its config."""
     from . import checkpoint
     from .config import parse_config
     from .engine import Engine
     from .errors import CheckpointError
 
-    path = checkpoint.newest(args.checkpoint)
+    path = checkpoint.newest(checkpoint_or_run)
     if path is None:
-        raise CheckpointError(f"{args.checkpoint}: neither a checkpoint nor a run folder with checkpoints")
+        raise CheckpointError(f"{checkpoint_or_run}: neither a checkpoint nor a run folder with checkpoints")
     _, state = checkpoint.load(path)
-    config = parse_config(state["config"], f"{path}/state.json")
+    raw = state["config"]
+    if rewards:
+        raw = {**raw, "rewards": {**raw.get("rewards", {}), **rewards}}
+    config = parse_config(raw, f"{path}/state.json")
     config.logging.progress = False
     engine = Engine(config, path.parent.parent)
     engine.load_checkpoint(path)
+    return engine, path
+
+
+def cmd_sample(args) -> int:
+    engine, path = trained_engine(args.checkpoint)
     samples = engine.generate(args.count, seed=args.seed)
     output_format = args.format or sample_format(args.output)
     output = Path(args.output or f"samples.{output_format}")
@@ -235,9 +258,61 @@ def cmd_sample(args) -> int:
         output.unlink(missing_ok=True)
         engine.data.render(samples, output)
         if not output.exists():
-            raise RlganError(f"data source {config.data.name!r} draws no picture of its samples; use --format npy")
+            raise RlganError(f"data source {engine.config.data.name!r} draws no picture of its samples; use --format npy")
     print(f"rlgan: wrote {args.count} samples from {path} to {output}")
     return 0
+
+
+def cmd_tilt(args) -> int:
+    from .tilt import default_betas, plot_frontier, tilt_rows
+
+    if args.count < 2:
+        raise RlganError(f"-n {args.count}: tilting needs at least 2 samples")
+    if any(not beta > 0 for beta in args.beta or []):
+        raise RlganError("--beta: every β must be positive")
+    engine, path = trained_engine(args.run, {args.reward: reward_options(args.option)})
+    bound = next((b for b in engine.context.rewards if b.name == args.reward), None)
+    if bound is None:
+        raise RlganError(f"--reward {args.reward!r}: no such reward in this run")
+    samples = engine.generate(args.count, seed=args.seed)
+    rewards, problem = engine.context.call_reward(bound, samples.to(engine.device), engine.context.reward_context())
+    if problem:
+        raise RlganError(problem)
+    rewards = rewards.detach().float().cpu()
+    betas = sorted(args.beta or default_betas(rewards), reverse=True)
+    rows = tilt_rows(samples, rewards, betas, engine.data.metrics, seed=args.seed)
+    names = [key for key in rows[0] if key != "beta"]
+    print(f"rlgan: {args.count} samples of {path}, tilted by exp({args.reward} / β)")
+    print("β".rjust(10) + "".join(name.rjust(max(12, len(name) + 2)) for name in names))
+    for row in rows:
+        print(f"{row['beta']:10.4g}" + "".join(f"{row[name]:{max(12, len(name) + 2)}.4g}" for name in names))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    output = Path(args.output or ("frontier.png" if len(rows) > 2 else "tilted.png"))
+    if len(rows) > 2:
+        plot_frontier(rows, output, args.reward)
+    else:
+        from .tilt import resample, tilt_weights
+
+        engine.data.render(samples[resample(tilt_weights(rewards, betas[0]), min(100, args.count), args.seed)], output)
+    print(f"rlgan: wrote {output}" + (f" and {args.json}" if args.json else ""))
+    return 0
+
+
+def reward_options(items: list[str]) -> dict:
+    """``--option KEY=VALUE`` items as a reward table: values read as TOML, bare words as strings."""
+    import tomllib
+
+    options = {}
+    for item in items:
+        key, separator, value = (part.strip() for part in item.partition("="))
+        if not separator or not key or not value:
+            raise RlganError(f"--option {item!r}: write KEY=VALUE, the value as in TOML (3, 0.5, \"text\", [1, 2])")
+        try:
+            options[key] = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            options[key] = value
+    return options
 
 
 def sample_format(output: str | None) -> str:

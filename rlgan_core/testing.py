@@ -81,8 +81,9 @@ def check_reward(reward, samples: torch.Tensor | None = None, context: RewardCon
 def check_model(model: torch.nn.Module, data, role: str = "generator") -> None:
     """A model of role ``generator`` (with ``latent_dim``) maps ``[N, latent_dim]`` latents to
     ``[N, *data.shape]``; one of role ``discriminator`` maps ``[N, *data.shape]`` samples to ``[N]``
-    logits.  Either keeps the input's dtype and device, in train and in eval mode (evaluation calls
-    models in eval mode under no_grad), for a batch of 4 and of 1."""
+    logits.  Either keeps the input's dtype and device (a generator of token sequences returns
+    integer token ids instead), in train and in eval mode (evaluation calls models in eval mode
+    under no_grad), for a batch of 4 and of 1."""
     who = f"{role} {type(model).__name__}"
     if role == "generator":
         if not isinstance(getattr(model, "latent_dim", None), int):
@@ -110,7 +111,8 @@ def check_model(model: torch.nn.Module, data, role: str = "generator") -> None:
                     found = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
                     raise ContractError(who, f"a {role} returns shape {expected(n)} for inputs {tuple(inputs.shape)}",
                                         f"in {mode} mode it returned {found}")
-                if output.dtype != inputs.dtype or output.device != inputs.device:
+                tokens = role == "generator" and not output.is_floating_point() and not output.is_complex()
+                if (output.dtype != inputs.dtype and not tokens) or output.device != inputs.device:
                     raise ContractError(who, f"a {role} keeps its input's dtype and device ({inputs.dtype}, "
                                         f"{inputs.device})", f"in {mode} mode it returned {output.dtype} on {output.device}")
     finally:

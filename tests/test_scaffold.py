@@ -29,3 +29,12 @@ def test_a_new_plugin_installs_is_listed_and_passes_its_own_tests(tmp_path, kind
     again = subprocess.run([sys.executable, "-m", "rlgan_core", "new-plugin", name, "--dir", str(tmp_path)],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "exists already" in again.stderr
+
+
+@pytest.mark.parametrize("name", ["rlgan-ConvPolicy", "rlgan-conv-policy", "rlgan_conv_policy"])
+def test_the_plugin_class_is_named_as_the_user_wrote_it(tmp_path, name):
+    from rlgan_core.scaffold import new_plugin
+
+    folder = new_plugin(name, "model", tmp_path)
+    module = name.replace("-", "_").lower()
+    assert "class ConvPolicy(" in (folder / f"{module}.py").read_text()

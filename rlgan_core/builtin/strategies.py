@@ -288,8 +288,10 @@ class Reinforce(Strategy):
         reference when there is one (logged as ``policy/entropy``, ``policy/std``, ``policy/kl``)."""
         with torch.no_grad():
             figures = {"entropy": policy.entropy().mean()}
-            if hasattr(policy, "stddev"):
+            try:  # a distribution without a variance (a categorical one) raises NotImplementedError
                 figures["std"] = policy.stddev.mean()
+            except NotImplementedError:
+                pass
             kl = self.kl_to_reference(policy, latents)
             if kl is not None:
                 figures["kl"] = kl.mean()

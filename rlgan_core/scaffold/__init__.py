@@ -21,7 +21,7 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
         raise ValueError(f"{name!r} is not a distribution name (letters, digits, '-' and '_', starting with a letter)")
     module = name.replace("-", "_").lower()
     short = re.sub(r"^rlgan_", "", module)
-    fields = {"dist": name, "module": module, "short": short, "title": "".join(p.title() for p in short.split("_"))}
+    fields = {"dist": name, "module": module, "short": short, "title": class_name(name)}
     target = parent / name
     if target.exists():
         raise FileExistsError(f"{target} exists already")
@@ -36,3 +36,10 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
                 text = text.replace("{{" + key + "}}", value)
             path.write_text(text)
     return target
+
+
+def class_name(name: str) -> str:
+    """The plugin class's name from the distribution's: ``rlgan-conv-policy`` and
+    ``rlgan-ConvPolicy`` both give ``ConvPolicy`` (capitals the user wrote are kept)."""
+    words = re.split(r"[-_]+", re.sub(r"^rlgan[-_]", "", name, flags=re.IGNORECASE))
+    return "".join(word[:1].upper() + word[1:] for word in words if word)

@@ -90,7 +90,7 @@ class DDPO(Strategy):
         context, model = self.context, self.context.generator
         states, nexts, old_log_prob, samples = self.rollout()
         rewards = context.compute_rewards(samples, context.reward_context())
-        losses = {}
+        losses, figures = {}, {}
         if rewards is not None:
             advantages = context.advantages(rewards).clamp(-self.advantage_clip, self.advantage_clip).float()
             steps, n = states.shape[:2]
@@ -102,9 +102,11 @@ class DDPO(Strategy):
                 mean, std = model.step_mean(x, index, eps)
                 ratio = torch.exp(model.log_prob(x_prev, mean, std) - old)
                 surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - self.clip, 1 + self.clip) * advantage)
-                loss = -surrogate.mean() + self.kl_penalty(x, index, mean, std)
+                kl = self.kl_to_reference(x, index, mean, std)
+                loss = -surrogate.mean() + (self.kl_coef * kl.mean() if kl is not None else 0.0)
                 losses["generator"] = self.update(loss, self.max_grad_norm)
-        return context.step_output(losses, rewards, started, len(samples))
+            figures = self.diagnostics(mean, std, ratio, kl)
+        return context.step_output(losses, rewards, started, len(samples), figures)
 
     @torch.no_grad()
     def rollout(self):
@@ -125,16 +127,28 @@ class DDPO(Strategy):
             x = x_prev
         return torch.stack(states), torch.stack(nexts), torch.stack(log_probs), x
 
-    def kl_penalty(self, x, index, mean, std):
-        """``kl_coef`` times the mean KL between each step's Gaussian and the reference model's (both
-        with the same standard deviation: ``|mean - mean_ref|^2 / (2 std^2)``, summed over a sample)."""
+    def kl_to_reference(self, x, index, mean, std):
+        """The KL between each (sample, step)'s Gaussian and the reference model's ``[S·N]`` (both
+        with the same standard deviation: ``|mean - mean_ref|^2 / (2 std^2)``, summed over a
+        sample); ``None`` without a reference (``kl_coef`` = 0)."""
         if not self.kl_coef:
-            return 0.0
+            return None
         reference = self.context.models["reference"]
         with torch.no_grad():
             reference_mean, _ = reference.step_mean(x, index, reference(x, reference.walk[index]))
-        kl = ((mean - reference_mean).square() / (2 * std.square())).flatten(1).sum(1)
-        return self.kl_coef * kl.mean()
+        return ((mean - reference_mean).square() / (2 * std.square())).flatten(1).sum(1)
+
+    def diagnostics(self, mean, std, ratio, kl) -> dict:
+        """What the last epoch's step policies were (logged as ``policy/NAME``): their mean entropy
+        per step and standard deviation, their KL to the reference (with ``kl_coef``) and the share
+        of importance ratios the clip held back."""
+        with torch.no_grad():
+            figures = {"entropy": torch.distributions.Normal(mean, std.expand_as(mean)).entropy().flatten(1).sum(1).mean(),
+                       "std": std.expand_as(mean).mean(),
+                       "clip_fraction": ((ratio - 1).abs() > self.clip).float().mean()}
+            if kl is not None:
+                figures["kl"] = kl.mean()
+        return figures
 
     def update(self, loss, max_grad_norm=0.0):
         optimizer = self.context.generator_optimizer

@@ -142,3 +142,7 @@ def test_the_kl_reference_is_the_model_the_ddpo_phase_starts_from(tmp_path):
     assert all(torch.equal(reference[k], v) for k, v in pretrained.items())
     assert not all(torch.equal(engine.generator.state_dict()[k], v) for k, v in pretrained.items())
     assert "generator" in output.losses
+    figures = output.diagnostics  # of the round's second epoch, after one update: off the reference
+    assert set(figures) == {"entropy", "std", "kl", "clip_fraction"}
+    assert figures["std"] > 0 and figures["kl"] > 0 and 0 < figures["clip_fraction"] <= 1
+    assert torch.isfinite(figures["entropy"])

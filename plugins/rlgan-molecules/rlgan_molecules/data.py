@@ -10,7 +10,8 @@ from .smiles import canonical, quiet_rdkit, read_moses
 
 class MosesData(DataSource):
     """The first ``limit`` MOSES training SMILES, encoded with the vocabulary of the policy at
-    ``vocabulary_from`` (by default the shipped prior), padded to ``length`` tokens.  Its metrics
+    ``vocabulary_from`` (by default the shipped prior), padded to ``length`` tokens (``length`` and
+    ``vocab_size`` size sequence discriminators such as rlgan-seqgan's ``cnn_text``).  Its metrics
     of generated sequences: validity, uniqueness and novelty against these SMILES."""
 
     def __init__(self, limit: int = 10_000, length: int = 100, vocabulary_from: str = ""):
@@ -19,7 +20,7 @@ class MosesData(DataSource):
         quiet_rdkit()
         self.vocabulary = load_policy(vocabulary_from or PRIOR).vocabulary
         self.smiles = read_moses("train", limit=limit)
-        self.shape = (length,)
+        self.shape, self.length, self.vocab_size = (length,), length, len(self.vocabulary)
         self.x = self.vocabulary.encode_batch(self.smiles, length)
 
     def tensors(self) -> dict[str, torch.Tensor]:

@@ -207,6 +207,81 @@ def test_policy_loss_gradient_is_the_likelihood_gradient():
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
 
 
+def test_the_smiles_policy_is_an_rlgan_policy():
+    from rlgan_core import is_policy
+    from rlgan_core.testing import check_policy
+
+    policy = load_policy()
+    assert is_policy(policy)
+
+    class Sequences:
+        shape = (policy.max_length,)
+
+    check_policy(policy, Sequences())
+    latents = torch.randn(6, policy.latent_dim, generator=torch.Generator().manual_seed(0))
+    tokens = policy(latents)
+    assert torch.equal(tokens, policy(latents))  # the latents are all its randomness
+    assert torch.equal(policy.complete(tokens[:, :4], latents), tokens)  # a prefix finished by the same latents
+    distribution = policy.distribution(tokens)
+    assert torch.equal(distribution.sample(), tokens)
+    assert torch.allclose(distribution.log_prob(tokens), policy.log_likelihood(tokens))
+    assert (distribution.entropy() > 0).all()
+    assert torch.allclose(torch.distributions.kl_divergence(distribution, distribution), torch.zeros(6), atol=1e-5)
+    other = load_policy()
+    with torch.no_grad():
+        other.out.bias.add_(torch.randn(other.out.bias.shape))
+    assert (torch.distributions.kl_divergence(distribution, other.distribution(tokens)) > 0).all()
+
+
+def shipped_config(name, tmp_path, **sections):
+    """A config of this plugin's configs/ folder, with some of its sections' keys set."""
+    import tomllib
+    from pathlib import Path
+
+    from rlgan_core.config import parse_config
+
+    raw = tomllib.loads((Path(__file__).parents[1] / "configs" / f"{name}.toml").read_text())
+    for section, values in sections.items():
+        for key, value in values.items():
+            target = raw.setdefault(section, {})
+            for part in key.split(".")[:-1]:
+                target = target[part]
+            target[key.split(".")[-1]] = value
+    return parse_config(raw, name)
+
+
+def test_the_core_reinforce_strategy_trains_the_smiles_policy_on_a_pmo_task(tmp_path):
+    import json
+
+    from rlgan_core.engine import Engine
+
+    config = shipped_config("reinforce", tmp_path, run={"steps": 3, "batch_size": 16},
+                            data={"limit": 100}, evaluation={"samples": 20}, logging={"progress": False})
+    prior = load_policy()
+    engine = Engine(config, tmp_path / "run")
+    summary = engine.run()
+    assert summary["steps"] == 3 and 0 < summary["reward_qed"] <= 1
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trained = [row for row in logged if "policy/kl" in row]
+    assert trained and all(row["policy/entropy"] > 0 and row["policy/kl"] >= 0 for row in trained)
+    assert not torch.equal(engine.generator.out.weight, prior.out.weight)
+
+
+def test_organ_runs_seqgan_with_a_pmo_task_as_its_objective(tmp_path):
+    pytest.importorskip("rlgan_seqgan")
+    from rlgan_core.engine import Engine
+
+    config = shipped_config("organ", tmp_path, run={"steps": 2, "batch_size": 8}, data={"limit": 100},
+                            strategy={"discriminator_pretrain_rounds": 1, "discriminator_samples": 16},
+                            rewards={"rollout.rollouts": 1}, evaluation={"samples": 20},
+                            logging={"progress": False})
+    prior = load_policy()
+    engine = Engine(config, tmp_path / "run")
+    summary = engine.run()
+    assert summary["steps"] == 2 and 0 < summary["reward_qed"] <= 1
+    assert not torch.equal(engine.generator.out.weight, prior.out.weight)  # the adversarial epoch trained it
+
+
 # --- the strategies under the budget --------------------------------------------------------------
 
 
