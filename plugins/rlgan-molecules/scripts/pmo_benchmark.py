@@ -92,8 +92,14 @@ def run_missing(args) -> None:
         raise SystemExit(f"{failures} runs failed")
 
 
-def summaries(out: Path, strategy: str, task: str) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted((out / strategy / task).glob("seed-*/summary.json"))]
+def finished(out: Path, strategy: str, task: str, seeds: list[int], name: str = "summary.json") -> list[Path]:
+    """The files ``name`` of the finished runs of ``strategy`` on ``task`` among ``seeds``."""
+    return [path for seed in seeds if (path := out / strategy / task / f"seed-{seed}" / name).is_file()
+            and (path.parent / "summary.json").is_file()]
+
+
+def summaries(out: Path, strategy: str, task: str, seeds: list[int]) -> list[dict]:
+    return [json.loads(path.read_text()) for path in finished(out, strategy, task, seeds)]
 
 
 def cell(values: list[float]) -> str:
@@ -104,7 +110,7 @@ def cell(values: list[float]) -> str:
 
 
 def report(args) -> str:
-    columns = [s for s in args.strategies if any(summaries(args.out, s, t) for t in args.tasks)]
+    columns = [s for s in args.strategies if any(summaries(args.out, s, t, args.seeds) for t in args.tasks)]
     header = "| task | REINVENT (PMO) | Graph GA (PMO) | " + " | ".join(f"`{s}`" for s in columns) + " |"
     lines = [header, "|" + "---|" * (3 + len(columns))]
     sums = {s: 0.0 for s in columns}
@@ -112,7 +118,7 @@ def report(args) -> str:
     for task in args.tasks:
         row = [f"`{task}`", f"{PUBLISHED[task][0]:.3f}", f"{PUBLISHED[task][1]:.3f}"] if task in PUBLISHED else [f"`{task}`", "", ""]
         for strategy in columns:
-            values = [s["auc_top10"] for s in summaries(args.out, strategy, task)]
+            values = [s["auc_top10"] for s in summaries(args.out, strategy, task, args.seeds)]
             seeds[strategy].add(len(values))
             sums[strategy] += statistics.mean(values) if values else 0.0
             row.append(cell(values))
@@ -124,7 +130,7 @@ def report(args) -> str:
     lines.append(f"Seeds per task: " + ", ".join(f"`{s}` {'/'.join(map(str, sorted(seeds[s])))}" for s in columns)
                  + f". PMO's random ZINC screening sums to {RANDOM_SCREENING_SUM} on these 20 tasks.")
     for strategy in columns:
-        runs = [s for t in args.tasks for s in summaries(args.out, strategy, t)]
+        runs = [s for t in args.tasks for s in summaries(args.out, strategy, t, args.seeds)]
         split = {key: statistics.mean(r["seconds"][key] for r in runs) for key in runs[0]["seconds"]}
         total = statistics.mean(r["wall_time_s"] for r in runs)
         calls = statistics.mean(r["oracle_calls"] for r in runs)
@@ -133,7 +139,8 @@ def report(args) -> str:
     if args.curves:
         draw_curves(args, columns)
         lines.append("")
-        lines.append(f"![top-10 curves]({args.curves.name})")
+        where = os.path.relpath(args.curves, args.results.parent) if args.results else args.curves.name
+        lines.append(f"![top-10 curves]({where})")
     return "\n".join(lines)
 
 
@@ -160,7 +167,7 @@ def draw_curves(args, columns: list[str]) -> None:
     figure, axes = plt.subplots(4, 5, figsize=(20, 14), sharex=True)
     for axis, task in zip(axes.flat, args.tasks):
         for strategy in columns:
-            curves = [top10_curve(path, args.calls) for path in sorted((args.out / strategy / task).glob("seed-*/scored.csv"))]
+            curves = [top10_curve(path, args.calls) for path in finished(args.out, strategy, task, args.seeds, "scored.csv")]
             if curves:
                 mean = [statistics.mean(point) for point in zip(*curves)]
                 axis.plot([100 * (i + 1) for i in range(len(mean))], mean, label=strategy)
@@ -182,7 +189,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 5])
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--report-only", action="store_true", help="write the report of the runs there are")
+    parser.add_argument("--report-only", action="store_true", help="only write the report (of the finished runs of --seeds)")
     parser.add_argument("--results", type=Path, help="Markdown file whose marked part gets the report")
     parser.add_argument("--curves", type=Path, help="PNG of the top-10 curves")
     args = parser.parse_args()
