@@ -1,5 +1,8 @@
 """Small configs and helpers shared by the tests."""
 
+import subprocess
+import sys
+
 from rlgan_core.config import parse_config
 from rlgan_core.testing import quick_config
 
@@ -12,3 +15,8 @@ def tiny_config(**sections):
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values} if name != "rewards" else values
     return parse_config(raw, "test")
+
+
+def rlgan(*args, check=True, **options) -> subprocess.CompletedProcess:
+    """``rlgan ARGS`` in a fresh interpreter, its output captured as text."""
+    return subprocess.run([sys.executable, "-m", "rlgan_core", *args], capture_output=True, text=True, check=check, **options)

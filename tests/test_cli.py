@@ -2,9 +2,7 @@ import json
 import subprocess
 import sys
 
-
-def rlgan(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "rlgan_core", *args], capture_output=True, text=True, check=check)
+from helpers import rlgan
 
 
 def test_train_resume_and_sample(tmp_path):

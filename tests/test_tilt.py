@@ -3,11 +3,10 @@ p_ref·exp(r/β)/Z, checked where that target is known in closed form."""
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers import rlgan
 
 from rlgan_core.tilt import effective_sample_size, resample, tilt_rows, tilt_weights
 
@@ -44,10 +43,6 @@ def test_a_gaussian_tilted_by_a_linear_reward_is_the_shifted_gaussian(beta):
     assert tilted["mean"] == pytest.approx(1 / beta, abs=0.03) and tilted["std"] == pytest.approx(1.0, abs=0.03)
     if beta >= 1:  # n·E[w]²/E[w²] = n·exp(-1/β²); for smaller β the draws' estimate of E[w²] is heavy-tailed
         assert tilted["ess"] == pytest.approx(400_000 * math.exp(-1 / beta**2), rel=0.05)
-
-
-def rlgan(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "rlgan_core", *args], capture_output=True, text=True, check=check)
 
 
 def test_rlgan_tilt_raises_a_black_box_reward_of_a_trained_run(tmp_path):
