@@ -220,6 +220,7 @@ class Engine:
             self.state.step, self.state.metrics = state["step"], state["metrics"]
             self.state.initial_metrics, self.state.skipped_batches = state["initial_metrics"], state["skipped_batches"]
             self.state.phase_metrics = state["phase_metrics"]
+            self.context.started_from = state.get("started_from")  # a resumed fine-tune still says what it started from
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{path}: does not match this run's models or config ({error})") from None
 

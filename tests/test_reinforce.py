@@ -237,6 +237,7 @@ def test_init_from_loads_the_sampled_weights_records_them_and_resume_needs_no_ba
     resumed = Engine(config("average"), tmp_path / "average")  # its own checkpoints have every model
     resumed.load_checkpoint(list_checkpoints(tmp_path / "average" / "checkpoints")[-1])
     assert torch.equal(resumed.models["reference"].net[0].weight, saved["generator_ema.net.0.weight"])
+    assert resumed.context.started_from["run"] == str(tmp_path / "base")  # from its checkpoint, for its summary
     with pytest.raises(ConfigError, match="no checkpoint there"):
         Engine(config("average"), tmp_path / "fresh")
     with pytest.raises(ConfigError, match="init_weights"):
