@@ -224,7 +224,8 @@ def launch_processes(args, run_dir: Path) -> int:
 
 def trained_engine(checkpoint_or_run: str, rewards: dict | None = None):
     """The engine of a checkpoint (or of a run folder's newest), its models loaded, and the
-    checkpoint's path; ``rewards``: ``[rewards.NAME]`` tables to add to its config."""
+    checkpoint's path; ``rewards``: ``[rewards.NAME]`` tables to add to its config (or, for a
+    reward it has, options to set in its table)."""
     from . import checkpoint
     from .config import parse_config
     from .engine import Engine
@@ -236,7 +237,8 @@ def trained_engine(checkpoint_or_run: str, rewards: dict | None = None):
     _, state = checkpoint.load(path)
     raw = state["config"]
     if rewards:
-        raw = {**raw, "rewards": {**raw.get("rewards", {}), **rewards}}
+        known = raw.get("rewards", {})
+        raw = {**raw, "rewards": {**known, **{name: {**known.get(name, {}), **table} for name, table in rewards.items()}}}
     config = parse_config(raw, f"{path}/state.json")
     config.logging.progress = False
     engine = Engine(config, path.parent.parent)
