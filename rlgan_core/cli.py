@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     tilt.add_argument("-o", "--output", help="picture to write: tilted samples for one β, the frontier for several "
                       "(default: tilted.png or frontier.png)")
     tilt.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    tilt.add_argument("--show", type=int, default=100, metavar="N",
+                      help="how many tilted samples the picture of one β draws (default: 100)")
+    tilt.add_argument("--compare", nargs="+", metavar="RUN", default=[],
+                      help="with one β: how close these runs' samples come to p* (share of its reward gain, "
+                           "total variation of class masses, Fréchet distance), beside p_ref's")
 
     plugins = commands.add_parser("plugins", help="list installed plugins and what each registers")
     plugins.add_argument("--json", action="store_true", help="print JSON")
@@ -270,6 +276,8 @@ def cmd_tilt(args) -> int:
 
     if args.count < 2:
         raise RlganError(f"-n {args.count}: tilting needs at least 2 samples")
+    if args.show < 1:
+        raise RlganError(f"--show {args.show}: the picture needs at least 1 sample")
     if any(not beta > 0 for beta in args.beta or []):
         raise RlganError("--beta: every β must be positive")
     engine, path = trained_engine(args.run, {args.reward: reward_options(args.option)})
@@ -281,13 +289,13 @@ def cmd_tilt(args) -> int:
     if problem:
         raise RlganError(problem)
     rewards = rewards.detach().float().cpu()
+    if args.compare:
+        return compare_to_target(args, engine, bound, path, samples, rewards)
     betas = sorted(args.beta or default_betas(rewards), reverse=True)
     rows = tilt_rows(samples, rewards, betas, engine.data.metrics, seed=args.seed)
     names = [key for key in rows[0] if key != "beta"]
     print(f"rlgan: {args.count} samples of {path}, tilted by exp({args.reward} / β)")
-    print("β".rjust(10) + "".join(name.rjust(max(12, len(name) + 2)) for name in names))
-    for row in rows:
-        print(f"{row['beta']:10.4g}" + "".join(f"{row[name]:{max(12, len(name) + 2)}.4g}" for name in names))
+    print_table(rows, "beta", names)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     output = Path(args.output or ("frontier.png" if len(rows) > 2 else "tilted.png"))
@@ -296,9 +304,48 @@ def cmd_tilt(args) -> int:
     else:
         from .tilt import resample, tilt_weights
 
-        engine.data.render(samples[resample(tilt_weights(rewards, betas[0]), min(100, args.count), args.seed)], output)
+        engine.data.render(samples[resample(tilt_weights(rewards, betas[0]), args.show, args.seed)], output)
     print(f"rlgan: wrote {output}" + (f" and {args.json}" if args.json else ""))
     return 0
+
+
+def compare_to_target(args, engine, bound, path, samples, rewards) -> int:
+    """``rlgan tilt --compare``: p* for one β from the reference run, and each compared run's
+    distance to it (:func:`rlgan_core.tilt.compare_row`), beside the reference's own."""
+    from .tilt import class_masses, compare_row, resample, tilt_weights
+
+    if not args.beta or len(args.beta) != 1:
+        raise RlganError("--compare needs exactly one --beta: the target p* the runs are measured against")
+    weights = tilt_weights(rewards, args.beta[0])
+    picked = resample(weights, args.count, args.seed)
+    target_samples, target_rewards = samples[picked], rewards[picked]
+    target = {"reward": float(target_rewards.double().mean()), "reference_reward": float(rewards.double().mean()),
+              "masses": class_masses(engine.data, target_samples), "features": engine.data.features(target_samples)}
+    rows = [compare_row("p*", target_samples, target_rewards, target, engine.data),
+            compare_row("p_ref", samples, rewards, target, engine.data)]
+    for run in args.compare:
+        other, _ = trained_engine(run)
+        drawn = other.generate(args.count, seed=args.seed + 1)
+        scored, problem = engine.context.call_reward(bound, drawn.to(engine.device), engine.context.reward_context())
+        if problem:
+            raise RlganError(problem)
+        rows.append(compare_row(run, drawn, scored.detach().float().cpu(), target, engine.data))
+    print(f"rlgan: p* = p_ref·exp({args.reward} / {args.beta[0]:g}) / Z from {args.count} samples of {path}; "
+          f"effective sample size {1 / float(weights.square().sum()):.0f}")
+    print_table(rows, "run", [key for key in rows[0] if key != "run"])
+    if args.json:
+        Path(args.json).write_text(json.dumps({"beta": args.beta[0], "rows": rows}, indent=2))
+        print(f"rlgan: wrote {args.json}")
+    return 0
+
+
+def print_table(rows: list[dict], first: str, names: list[str]) -> None:
+    """Rows of numbers under their names, ``first`` (a number or a name) leading each row."""
+    width = max(10, *(len(str(row[first])) for row in rows)) if isinstance(rows[0][first], str) else 10
+    print(("β" if first == "beta" else first).rjust(width) + "".join(name.rjust(max(12, len(name) + 2)) for name in names))
+    for row in rows:
+        head = f"{row[first]:>{width}}" if isinstance(row[first], str) else f"{row[first]:{width}.4g}"
+        print(head + "".join(f"{row.get(name, math.nan):{max(12, len(name) + 2)}.4g}" for name in names))
 
 
 def reward_options(items: list[str]) -> dict:

@@ -337,6 +337,18 @@ class TrainingContext:
         scores = rewards.detach().double() @ weights.double()
         return ops.advantages(scores, self.config.loss.baseline, self.config.loss.eps, global_batch=True)
 
+    def kl_regularised_advantages(self, rewards: torch.Tensor, log_ratio: torch.Tensor, beta: float,
+                                  weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Advantages for the KL-regularised objective ``E[r] - beta * KL(pi || pi_ref)``, whose
+        optimum is ``pi_ref * exp(r / beta) / Z``: the weighted rewards ``rewards @ weights`` (``[N,
+        K]``; by default the configured weights) less ``beta * log_ratio`` (``[N]``: each sample's
+        ``log pi(x) - log pi_ref(x)``, of its whole sampling path), less their mean over the global
+        batch, in float64.  Never divided by their spread: that would change the effective beta as
+        the spread shrinks (docs/kl_target.md)."""
+        weights = self.reward_weights if weights is None else weights
+        scores = rewards.detach().double() @ weights.double() - beta * log_ratio.detach().double()
+        return ops.advantages(scores, "mean", global_batch=True)
+
     def step_output(self, losses: dict, rewards: torch.Tensor | None, started: float, samples: int,
                     diagnostics: dict | None = None) -> StepOutput:
         """A strategy's ``StepOutput``: its losses, the mean of each reward, its wall time, and

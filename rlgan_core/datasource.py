@@ -24,6 +24,17 @@ class DataSource:
         """Quality metrics of generated ``samples`` (CPU); none by default."""
         return {}
 
+    def classify(self, samples: torch.Tensor) -> torch.Tensor | None:
+        """The class (or mode) of each generated sample, ``[N]`` integers from 0 (``-1``: in no
+        class), for comparing two distributions' class masses (``rlgan tilt --compare``); ``None``
+        (the default): no classes."""
+        return None
+
+    def features(self, samples: torch.Tensor) -> torch.Tensor:
+        """Features ``[N, d]`` of generated samples for Fréchet distances between two sample sets
+        (``rlgan tilt --compare``); by default the samples' values, flattened."""
+        return samples.detach().float().cpu().flatten(1)
+
     def render(self, samples: torch.Tensor, path: Path) -> None:
         """Save a picture of generated ``samples`` to ``path`` (PNG).  By default: a scatter plot of
         2-D points, a grid of grey images for samples that are square images (``[H, W]``,

@@ -7,7 +7,11 @@ alternates discriminator and generator updates, and ``reinforce`` and ``ppo``, w
 generator as a policy; a plugin registers others through ``rlgan_register_strategies``.
 """
 
+import warnings
+
 import torch
+
+from .errors import ConfigError
 
 
 class Strategy:
@@ -57,6 +61,22 @@ class Strategy:
 
     def state_dict(self) -> dict:
         return {}
+
+    @staticmethod
+    def check_kl_weights(beta: float, kl_coef: float) -> None:
+        """Check a strategy's two KL options: ``beta``, the weight of the KL-regularised objective
+        (optimum ``p_ref * exp(r / beta) / Z``, docs/kl_target.md), and the older ``kl_coef``, a
+        penalty beside whitened advantages that targets no fixed distribution (it still runs,
+        with a warning).  Both must be >= 0, and at most one set."""
+        if beta < 0 or kl_coef < 0:
+            raise ValueError(f"beta and kl_coef must be >= 0, got {beta} and {kl_coef}")
+        if beta and kl_coef:
+            raise ConfigError("[strategy] give beta or kl_coef, not both: beta is the KL weight of the objective "
+                              "whose optimum is p_ref * exp(r / beta) / Z; kl_coef, the older penalty, targets none")
+        if kl_coef:
+            warnings.warn("[strategy] kl_coef adds a KL penalty beside whitened advantages, which targets no fixed "
+                          "distribution; beta = B is the KL-regularised objective, optimum p_ref * exp(r / B) / Z "
+                          "(docs/kl_target.md)", stacklevel=3)
 
     def load_state_dict(self, state: dict) -> None:
         pass

@@ -53,6 +53,51 @@ def tilt_rows(samples: torch.Tensor, rewards: torch.Tensor, betas: list[float], 
     return rows
 
 
+def class_masses(data, samples: torch.Tensor) -> torch.Tensor | None:
+    """The share of ``samples`` in each of the data source's classes or modes (``None`` when it
+    has none), over as many classes as the largest one seen and at least the source's ``means``;
+    samples in no class (``-1``) count in none, so the shares sum to the classified share."""
+    labels = data.classify(samples)
+    if labels is None:
+        return None
+    labels = labels.cpu()
+    count = max(int(labels.max()) + 1, len(getattr(data, "means", ())), 1)
+    return torch.bincount(labels[labels >= 0], minlength=count).double() / len(labels)
+
+
+def total_variation(masses_a: torch.Tensor, masses_b: torch.Tensor) -> float:
+    """Half the L1 distance between two class-mass vectors (padded to one length), the share of
+    samples in no class counting as one more class."""
+    size = max(len(masses_a), len(masses_b))
+    a, b = (torch.nn.functional.pad(m, (0, size - len(m))) for m in (masses_a, masses_b))
+    unclassified = (1 - a.sum()) - (1 - b.sum())
+    return float(((a - b).abs().sum() + unclassified.abs()) / 2)
+
+
+def compare_row(name: str, samples: torch.Tensor, rewards: torch.Tensor, target: dict, data) -> dict:
+    """How close ``samples`` (with their ``rewards``) come to the target ``p*``: ``target`` holds the
+    reference's and the target's mean reward, the target's class masses and features.  The share
+    of the target's reward gain reached, the Fréchet distance of the data source's features; with
+    classes, the total variation of class masses, the largest relative error of a class's mass
+    among the classes that hold at least 2 % of the target (``mass_error``: 0.3 is 30 % too much
+    or too little), and how many classes hold at least a fifth of a fair share."""
+    from .metrics import frechet_distance
+
+    reward = float(rewards.double().mean())
+    gain = target["reward"] - target["reference_reward"]
+    row = {"run": name, "reward": reward, "gain_share": (reward - target["reference_reward"]) / gain if gain else math.nan,
+           "frechet_to_target": frechet_distance(data.features(samples), target["features"])}
+    masses = class_masses(data, samples)
+    if masses is not None:
+        row["class_tv"] = total_variation(masses, target["masses"])
+        size = max(len(masses), len(target["masses"]))
+        mine, theirs = (torch.nn.functional.pad(m, (0, size - len(m))) for m in (masses, target["masses"]))
+        held = theirs >= 0.02
+        row["mass_error"] = float(((mine[held] - theirs[held]).abs() / theirs[held]).max())
+        row["classes"] = int((masses >= 0.2 / len(masses)).sum())
+    return row
+
+
 def plot_frontier(rows: list[dict], path, reward_name: str) -> None:
     """The target's mean reward against each metric of its resampled draws, one point per β."""
     import matplotlib

@@ -311,3 +311,31 @@ def test_policy_strategies_log_entropy_std_kl_and_clip_fraction(tmp_path, bright
     assert logged[0]["policy/std"] == pytest.approx(0.1, rel=0.05)
     assert "policy/clip_fraction" not in logged[0]
     assert all(0.0 <= r["policy/clip_fraction"] <= 1.0 and r["policy/kl"] > 0 for r in records("ppo", epochs=2))
+
+
+@pytest.mark.parametrize("name", ["reinforce", "ppo"])
+def test_beta_tilts_each_latents_output_distribution_to_the_analytic_optimum(tmp_path, brightness, name):
+    # a Gaussian policy N(G(z), σ²) and the reward mean(x) = a.x with a = (1/2, 1/2): the objective
+    # E[r] - β KL(π || π_ref) has the optimum π_ref(x | z) exp(a.x / β) / Z = N(G(z) + σ² a / β, σ²)
+    generator = {"name": "mlp_generator", "latent_dim": 2, "hidden": [], "output": "linear", "noise": 0.3}
+    data = {"name": "gaussians", "samples": 2000}
+    Engine(tiny_config(run={"steps": 2}, data=data, generator=generator), tmp_path / "base").run()
+    config = reinforce_config(run={"steps": 300, "batch_size": 256}, data=data, generator=generator,
+                              optimizer={"generator_lr": 1e-2},
+                              strategy={"name": name, "init_from": str(tmp_path / "base"), "beta": 0.045})
+    engine = Engine(config, tmp_path / name)
+    latents = torch.randn(1000, 2)
+    with torch.no_grad():
+        before = engine.generator(latents)
+    engine.run()
+    with torch.no_grad():
+        shift = (engine.generator(latents) - before).mean(0)
+    torch.testing.assert_close(shift, torch.full((2,), 0.09 * 0.5 / 0.045), atol=0.12, rtol=0)
+    torch.testing.assert_close(engine.generator.log_std.exp().detach(), torch.full((2,), 0.3), atol=0.05, rtol=0)
+
+
+def test_kl_coef_still_runs_with_a_warning_and_not_beside_beta(tmp_path, brightness):
+    with pytest.warns(UserWarning, match="kl_coef"):
+        Engine(reinforce_config(run={"steps": 2}, strategy={"name": "reinforce", "kl_coef": 0.1}), tmp_path / "a").run()
+    with pytest.raises(ConfigError, match="beta or kl_coef"):
+        Engine(reinforce_config(strategy={"name": "ppo", "kl_coef": 0.1, "beta": 0.1}), tmp_path / "b")

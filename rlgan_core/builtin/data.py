@@ -30,6 +30,16 @@ class Digits(DataSource):
     def tensors(self):
         return {"x": self.images, "label": self.labels}
 
+    def classify(self, samples):
+        """The shipped classifier's digit for each sample."""
+        with torch.no_grad():
+            return load_classifier()(samples.detach().float().cpu().flatten(1)).argmax(1)
+
+    def features(self, samples):
+        """The shipped classifier's features, those of the Fréchet distance in ``metrics``."""
+        with torch.no_grad():
+            return load_classifier().features(samples.detach().float().cpu().flatten(1))
+
     def metrics(self, samples):
         classifier = load_classifier()
         with torch.no_grad():
@@ -97,6 +107,11 @@ class Gaussians(DataSource):
 
     def metrics(self, samples):
         return mode_statistics(samples.flatten(1), self.means, self.std)
+
+    def classify(self, samples):
+        """The mode each sample lies within 3 std of (``-1``: none), as ``metrics`` counts them."""
+        distance, mode = torch.cdist(samples.detach().cpu().flatten(1).double(), self.means).min(1)
+        return torch.where(distance <= 3 * self.std, mode, -1)
 
     def render(self, samples, path):
         save_scatter(samples.flatten(1), path, marks=self.means)

@@ -20,9 +20,15 @@ samples; ``discriminator_steps = 0`` skips that.
 importance ratio against the policy that drew the batch, clipped to ``1 ± clip``).
 
 Both need only a ``generator``; a ``discriminator`` is built when the config has its table or a
-reward reads it (``realism``).  Both can start from a trained run (``init_from``) and add
-``kl_coef * KL(pi || pi_ref)``, the divergence from the frozen ``reference`` policy they started
-as, to keep close to it while chasing a reward.
+reward reads it (``realism``).  Both can start from a trained run (``init_from``) and keep close to
+the frozen ``reference`` policy they started as: with ``beta``, the KL-regularised objective
+``E[r] - beta * KL(pi || pi_ref)``, the log-ratio ``log pi(x) - log pi_ref(x)`` of each sample
+folded into its reward and the advantages mean-centred (never whitened: dividing by the rewards'
+spread would change the effective beta as it shrinks), so that its optimum is the tilt
+``pi_ref(x) * exp(r(x) / beta) / Z`` (docs/kl_target.md; for a generator with output noise, the
+tilt of each latent's output distribution).  The older ``kl_coef`` adds
+``kl_coef * KL(pi || pi_ref)`` to the loss beside whitened advantages, which targets no fixed
+distribution; it keeps working, with a warning.
 """
 
 import copy
@@ -232,12 +238,11 @@ class Reinforce(Strategy):
     roles = {"generator": True, "discriminator": False}
 
     def __init__(self, context, discriminator_steps: int = 1, init_from: str = "", kl_coef: float = 0.0,
-                 init_weights: str = "average"):
+                 init_weights: str = "average", beta: float = 0.0):
         super().__init__(context)
         if discriminator_steps < 0:
             raise ValueError(f"discriminator_steps must be >= 0, got {discriminator_steps}")
-        if kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+        self.check_kl_weights(beta, kl_coef)
         generator, name = context.generator, context.config.strategy.name
         problem = policy_problem(generator)
         if problem:
@@ -258,10 +263,10 @@ class Reinforce(Strategy):
         self.discriminator_steps = discriminator_steps if context.discriminator is not None else 0
         if init_from:
             context.load_models(init_from, init_weights)
-        # the frozen reference of the KL penalty: the policy as training starts (a checkpoint
-        # saves it with the other model roles)
-        self.kl_coef = kl_coef
-        if kl_coef:
+        # the frozen reference of the KL term: the policy as training starts (a checkpoint saves
+        # it with the other model roles)
+        self.kl_coef, self.beta = kl_coef, beta
+        if kl_coef or beta:
             context.add_model("reference", copy.deepcopy(generator))
 
     def score_weights(self):
@@ -276,6 +281,18 @@ class Reinforce(Strategy):
         with torch.no_grad():
             reference = reference_model.distribution(reference_model(latents))
         return torch.distributions.kl_divergence(policy, reference)
+
+    def step_advantages(self, policy, samples, latents, rewards):
+        """The advantages of this step's ``samples``: the weighted black-box rewards less the
+        ``[loss] baseline``; with ``beta``, less ``beta * (log pi(x) - log pi_ref(x))`` for each
+        sample, then less their mean over the global batch (no ``[loss] baseline``)."""
+        if not self.beta:
+            return self.context.advantages(rewards, self.score_weights()).to(samples.dtype)
+        reference_model = self.context.models["reference"]
+        with torch.no_grad():
+            reference = reference_model.distribution(reference_model(latents))
+            log_ratio = policy.log_prob(samples) - reference.log_prob(samples)
+        return self.context.kl_regularised_advantages(rewards, log_ratio, self.beta, self.score_weights()).to(samples.dtype)
 
     def kl_penalty(self, policy, latents):
         """kl_coef * KL(policy || reference policy), averaged over the batch (0 without a reference)."""
@@ -292,7 +309,10 @@ class Reinforce(Strategy):
                 figures["std"] = policy.stddev.mean()
             except NotImplementedError:
                 pass
-            kl = self.kl_to_reference(policy, latents)
+            try:  # with beta, a policy need not register a KL for its distribution pair
+                kl = self.kl_to_reference(policy, latents)
+            except NotImplementedError:
+                kl = None
             if kl is not None:
                 figures["kl"] = kl.mean()
         return figures
@@ -320,7 +340,7 @@ class Reinforce(Strategy):
         figures = {}
         if rewards is not None:
             policy = self.context.generator.distribution(outputs)
-            advantages = self.context.advantages(rewards, self.score_weights()).to(samples.dtype)
+            advantages = self.step_advantages(policy, samples, latents, rewards)
             loss = reinforce_loss(policy, samples, advantages, self.context.config.loss.entropy_coef)
             loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
             losses["generator"] = self.update(loss)
@@ -390,8 +410,8 @@ class PPO(Reinforce):
     surrogate over the batch, the importance ratio taken against the policy that drew it."""
 
     def __init__(self, context, discriminator_steps: int = 1, init_from: str = "", kl_coef: float = 0.0,
-                 epochs: int = 4, clip: float = 0.2, init_weights: str = "average"):
-        super().__init__(context, discriminator_steps, init_from, kl_coef, init_weights)
+                 epochs: int = 4, clip: float = 0.2, init_weights: str = "average", beta: float = 0.0):
+        super().__init__(context, discriminator_steps, init_from, kl_coef, init_weights, beta)
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if not clip > 0:
@@ -404,9 +424,10 @@ class PPO(Reinforce):
         latents, outputs, samples, rewards, losses = self.rollout()
         figures = {}
         if rewards is not None:
-            advantages = context.advantages(rewards, self.score_weights()).to(samples.dtype)
             with torch.no_grad():
-                old_log_prob = context.generator.distribution(outputs).log_prob(samples)
+                sampler = context.generator.distribution(outputs)
+                old_log_prob = sampler.log_prob(samples)
+            advantages = self.step_advantages(sampler, samples, latents, rewards)
             for _ in range(self.epochs):
                 policy = context.generator.distribution(context.trained_generator(latents))
                 loss = ppo_loss(policy, samples, old_log_prob, advantages, self.clip, context.config.loss.entropy_coef)

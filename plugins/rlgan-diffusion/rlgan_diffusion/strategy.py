@@ -15,9 +15,16 @@ DDPM's loss.  Every later step (phase ``ddpo``) is one round of DDPO-clip:
 The DDPO phase starts the optimizer afresh (new Adam moments) at learning rate ``policy_lr`` (0:
 keep ``[optimizer] generator_lr``), and clips the gradient norm at ``max_grad_norm`` (0: no
 clipping): a step's log-probability has gradients of the order of ``1 / std^2``, large for the
-late, nearly noise-free steps.  ``init_from = RUN_DIR`` starts from a trained run (such as a finished pre-training), and
-``kl_coef`` adds ``kl_coef * KL`` between each step's Gaussian and the one of the frozen model
-the DDPO phase started as (its ``reference``): fine-tuning that stays close to the pre-trained model.
+late, nearly noise-free steps.  ``init_from = RUN_DIR`` starts from a trained run (such as a finished pre-training).
+
+``beta`` makes the objective KL-regularised, ``E[r] - beta * KL(trajectories || reference's)``
+with the ``reference`` the frozen model the DDPO phase started as: each trajectory's log-ratio to
+the reference, summed over its sampler steps, joins its reward as ``- beta * log_ratio``, and the
+advantages are mean-centred over the global batch (neither whitened nor clipped).  On a memoryless
+sampler (``eta = 1``, DDPM's posterior: the final sample forgets the starting noise) the optimum's
+samples follow ``p_ref(x) * exp(r(x) / beta) / Z`` (docs/kl_target.md).  The older ``kl_coef``
+adds ``kl_coef * KL`` between each step's Gaussian and the reference's to the loss beside
+whitened advantages, which targets no fixed distribution; it keeps working, with a warning.
 """
 
 import copy
@@ -35,12 +42,11 @@ class DDPO(Strategy):
 
     def __init__(self, context, pretrain_steps: int = 0, init_from: str = "", epochs: int = 1, clip: float = 1e-4,
                  advantage_clip: float = 5.0, kl_coef: float = 0.0, policy_lr: float = 0.0,
-                 max_grad_norm: float = 1.0):
+                 max_grad_norm: float = 1.0, beta: float = 0.0):
         super().__init__(context)
         if not isinstance(context.generator, MLPDenoiser):
             raise ConfigError("[strategy] 'ddpo' needs a diffusion model as its [generator], such as mlp_denoiser")
-        for name, value in (("pretrain_steps", pretrain_steps), ("kl_coef", kl_coef), ("policy_lr", policy_lr),
-                            ("max_grad_norm", max_grad_norm)):
+        for name, value in (("pretrain_steps", pretrain_steps), ("policy_lr", policy_lr), ("max_grad_norm", max_grad_norm)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         for name, value in (("epochs", epochs), ("clip", clip), ("advantage_clip", advantage_clip)):
@@ -49,12 +55,13 @@ class DDPO(Strategy):
         for bound in context.rewards:
             if bound.pathwise:
                 raise ConfigError(f"[rewards.{bound.name}] pathwise = true: ddpo uses rewards as black boxes")
+        self.check_kl_weights(beta, kl_coef)
         self.pretrain_steps, self.epochs, self.clip = pretrain_steps, epochs, clip
-        self.advantage_clip, self.kl_coef = advantage_clip, kl_coef
+        self.advantage_clip, self.kl_coef, self.beta = advantage_clip, kl_coef, beta
         self.policy_lr, self.max_grad_norm = policy_lr, max_grad_norm
         if init_from:
             context.load_models(init_from)
-        if kl_coef:
+        if kl_coef or beta:
             context.add_model("reference", copy.deepcopy(context.generator))
 
     def phase(self, step):
@@ -69,9 +76,9 @@ class DDPO(Strategy):
         return self.policy_round(started)
 
     def start_policy_optimizer(self):
-        """The DDPO phase starts: the reference of the KL penalty becomes the model as it is now
+        """The DDPO phase starts: the reference of the KL term becomes the model as it is now
         (pre-trained), and the optimizer starts afresh at ``policy_lr``."""
-        if self.kl_coef:
+        if "reference" in self.context.models:
             self.context.models["reference"].load_state_dict(self.context.generator.state_dict())
         optimizer = self.context.generator_optimizer
         optimizer.state.clear()
@@ -92,10 +99,15 @@ class DDPO(Strategy):
         rewards = context.compute_rewards(samples, context.reward_context())
         losses, figures = {}, {}
         if rewards is not None:
-            advantages = context.advantages(rewards).clamp(-self.advantage_clip, self.advantage_clip).float()
             steps, n = states.shape[:2]
             index = torch.arange(steps, device=context.device).repeat_interleave(n)
             x, x_prev, old = states.flatten(0, 1), nexts.flatten(0, 1), old_log_prob.flatten()
+            if self.beta:
+                log_ratio = (old - self.reference_log_prob(x, index, x_prev)).view(steps, n).sum(0)
+                advantages = context.kl_regularised_advantages(rewards, log_ratio, self.beta).float()
+                figures["trajectory_kl"] = log_ratio.mean()
+            else:
+                advantages = context.advantages(rewards).clamp(-self.advantage_clip, self.advantage_clip).float()
             advantage = advantages.repeat(steps)
             for _ in range(self.epochs):
                 eps = context.trained_generator(x, model.walk[index])
@@ -105,7 +117,7 @@ class DDPO(Strategy):
                 kl = self.kl_to_reference(x, index, mean, std)
                 loss = -surrogate.mean() + (self.kl_coef * kl.mean() if kl is not None else 0.0)
                 losses["generator"] = self.update(loss, self.max_grad_norm)
-            figures = self.diagnostics(mean, std, ratio, kl)
+            figures |= self.diagnostics(mean, std, ratio, kl)
         return context.step_output(losses, rewards, started, len(samples), figures)
 
     @torch.no_grad()
@@ -126,6 +138,13 @@ class DDPO(Strategy):
                 log_probs.append(model.log_prob(x_prev, mean, std))
             x = x_prev
         return torch.stack(states), torch.stack(nexts), torch.stack(log_probs), x
+
+    @torch.no_grad()
+    def reference_log_prob(self, x, index, x_prev):
+        """The log-probability of each step ``x -> x_prev`` under the reference model ``[S·N]``."""
+        reference = self.context.models["reference"]
+        mean, std = reference.step_mean(x, index, reference(x, reference.walk[index]))
+        return reference.log_prob(x_prev, mean, std)
 
     def kl_to_reference(self, x, index, mean, std):
         """The KL between each (sample, step)'s Gaussian and the reference model's ``[S·N]`` (both

@@ -146,3 +146,28 @@ def test_the_kl_reference_is_the_model_the_ddpo_phase_starts_from(tmp_path):
     assert set(figures) == {"entropy", "std", "kl", "clip_fraction"}
     assert figures["std"] > 0 and figures["kl"] > 0 and 0 < figures["clip_fraction"] <= 1
     assert torch.isfinite(figures["entropy"])
+
+
+def test_beta_folds_the_trajectory_log_ratio_into_mean_centred_advantages(tmp_path, monkeypatch):
+    engine = Engine(config(strategy={"pretrain_steps": 2, "beta": 0.5}), tmp_path)
+    for _ in range(2):
+        engine.train_step()
+        engine.state.step += 1
+    seen = {}
+    kl_regularised = engine.context.kl_regularised_advantages
+
+    def spy(rewards, log_ratio, beta, weights=None):
+        seen["log_ratio"], seen["beta"] = log_ratio.clone(), beta
+        seen["advantages"] = kl_regularised(rewards, log_ratio, beta, weights)
+        return seen["advantages"]
+
+    monkeypatch.setattr(engine.context, "kl_regularised_advantages", spy)
+    first = engine.train_step()  # sampled by the reference itself: every log-ratio is 0
+    assert seen["beta"] == 0.5 and torch.equal(seen["log_ratio"], torch.zeros_like(seen["log_ratio"]))
+    assert float(seen["advantages"].mean()) == pytest.approx(0.0, abs=1e-9)
+    assert first.diagnostics["trajectory_kl"] == 0
+    engine.state.step += 1
+    engine.train_step()  # after an update: the trajectories' log-ratios are not 0
+    assert seen["log_ratio"].abs().sum() > 0
+    with pytest.raises(ConfigError, match="beta or kl_coef"):
+        Engine(config(strategy={"kl_coef": 0.1, "beta": 0.1}), tmp_path / "both")
