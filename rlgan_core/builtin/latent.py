@@ -3,7 +3,7 @@
 A GAN's generator is a function, ``x = G(z)`` with ``z ~ N(0, I)``.  Noise added to its output
 (what ``reinforce`` and ``ppo`` train) can blur a sample but cannot move mass from one mode to
 another.  Here ``G`` stays frozen and the distribution of ``z`` is learned instead: ``q(z)``, a
-normalising flow (a neural spline flow in coupling form) that starts as ``N(0, I)`` exactly.  The
+normalising flow (coupling transforms, splines or affine maps) that starts as ``N(0, I)`` exactly.  The
 objective is
 
     max_q  E_{z~q}[ r(G(z)) ]  −  β · KL(q ‖ N(0, I)),
@@ -16,8 +16,8 @@ the reward raised, and every mode kept in proportion to ``exp(r/β)``.
 Gradients: a black-box reward enters through the score function, ``-(r - mean r)·log q(z)`` (with
 a ``critic``, ``r - c(z)`` there and ``c(z)`` through its gradient), a differentiable one with
 ``pathwise = true`` through its gradient back through ``G``; the KL term through the flow's
-reparameterised samples.  No division by the rewards' spread: that would change
-the effective β as the spread shrinks.
+reparameterised samples.  No division by the rewards' spread: that would change the effective β
+as the spread shrinks.
 """
 
 import math
@@ -32,9 +32,10 @@ from ..strategy import Strategy
 
 
 def latent_flow(dim: int, transforms: int, hidden: list[int], kind: str = "spline") -> torch.nn.Module:
-    """A neural spline flow on ``dim`` values (coupling form: two passes, so sampling is as fast as
-    density evaluation) whose every transform starts as the identity, so the flow starts as its
-    base, ``N(0, I)``.  ``flow()`` is the distribution (``sample``, ``rsample``, ``log_prob``)."""
+    """A coupling flow on ``dim`` values (two passes, so sampling is as fast as density
+    evaluation) of monotonic rational-quadratic splines (``kind = "spline"``) or affine maps
+    (``"affine"``), whose every transform starts as the identity, so the flow starts as its base,
+    ``N(0, I)``.  ``flow()`` is the distribution (``sample``, ``rsample``, ``log_prob``)."""
     import zuko
 
     build = {"spline": zuko.flows.NSF, "affine": zuko.flows.MAF}[kind]
