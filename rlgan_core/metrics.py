@@ -16,18 +16,23 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     return float(distance.clamp(min=0))
 
 
+def mode_labels(samples: torch.Tensor, means: torch.Tensor, std: float) -> torch.Tensor:
+    """The mode each sample ``[N, d]`` is a high-quality sample of, within 3 std of its nearest
+    mean (``-1``: none), as the Unrolled-GAN, VEEGAN and PacGAN papers count them."""
+    nearest_distance, nearest_mode = torch.cdist(samples.double(), means.double()).min(dim=1)
+    return torch.where(nearest_distance <= 3 * std, nearest_mode, -1)
+
+
 def mode_statistics(samples: torch.Tensor, means: torch.Tensor, std: float) -> dict[str, float]:
     """Modes covered and the high-quality share, as in the Unrolled-GAN, VEEGAN and PacGAN papers.
 
     A sample is high quality when it lies within 3 std of its nearest mode; a mode is covered
-    when it is the nearest mode of at least one high-quality sample.
+    when it is the nearest mode of at least one high-quality sample (:func:`mode_labels`).
     """
-    distances = torch.cdist(samples.double(), means.double())
-    nearest_distance, nearest_mode = distances.min(dim=1)
-    high_quality = nearest_distance <= 3 * std
-    covered = torch.unique(nearest_mode[high_quality]).numel()
+    labels = mode_labels(samples, means, std)
+    high_quality = labels >= 0
     return {
-        "modes_covered": float(covered),
+        "modes_covered": float(torch.unique(labels[high_quality]).numel()),
         "modes_total": float(len(means)),
         "high_quality_fraction": float(high_quality.double().mean()),
     }

@@ -65,11 +65,17 @@ def class_masses(data, samples: torch.Tensor) -> torch.Tensor | None:
     return torch.bincount(labels[labels >= 0], minlength=count).double() / len(labels)
 
 
-def total_variation(masses_a: torch.Tensor, masses_b: torch.Tensor) -> float:
-    """Half the L1 distance between two class-mass vectors (padded to one length), the share of
-    samples in no class counting as one more class."""
+def same_length(masses_a: torch.Tensor, masses_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two class-mass vectors padded with zeros to the longer one's length (a class one side never
+    saw holds nothing there)."""
     size = max(len(masses_a), len(masses_b))
-    a, b = (torch.nn.functional.pad(m, (0, size - len(m))) for m in (masses_a, masses_b))
+    return tuple(torch.nn.functional.pad(m, (0, size - len(m))) for m in (masses_a, masses_b))
+
+
+def total_variation(masses_a: torch.Tensor, masses_b: torch.Tensor) -> float:
+    """Half the L1 distance between two class-mass vectors, the share of samples in no class
+    counting as one more class."""
+    a, b = same_length(masses_a, masses_b)
     unclassified = (1 - a.sum()) - (1 - b.sum())
     return float(((a - b).abs().sum() + unclassified.abs()) / 2)
 
@@ -90,8 +96,7 @@ def compare_row(name: str, samples: torch.Tensor, rewards: torch.Tensor, target:
     masses = class_masses(data, samples)
     if masses is not None:
         row["class_tv"] = total_variation(masses, target["masses"])
-        size = max(len(masses), len(target["masses"]))
-        mine, theirs = (torch.nn.functional.pad(m, (0, size - len(m))) for m in (masses, target["masses"]))
+        mine, theirs = same_length(masses, target["masses"])
         held = theirs >= 0.02
         row["mass_error"] = float(((mine[held] - theirs[held]).abs() / theirs[held]).max())
         row["classes"] = int((masses >= 0.2 / len(masses)).sum())

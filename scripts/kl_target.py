@@ -24,14 +24,13 @@ first seed's samples of the base run, of the exact target and of the tuned run a
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-from reward_finetune import to_toml, train
+from reward_finetune import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DIFFUSION = tomllib.loads((ROOT / "configs/diffusion_digits.toml").read_text())

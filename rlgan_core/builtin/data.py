@@ -10,7 +10,7 @@ import torch
 from ..classifier import digits_split, load_classifier
 from ..datasource import DataSource, save_scatter
 from ..hookspecs import hookimpl
-from ..metrics import frechet_distance, mode_statistics
+from ..metrics import frechet_distance, mode_labels, mode_statistics
 
 
 class Digits(DataSource):
@@ -33,7 +33,7 @@ class Digits(DataSource):
     def classify(self, samples):
         """The shipped classifier's digit for each sample."""
         with torch.no_grad():
-            return load_classifier()(samples.detach().float().cpu().flatten(1)).argmax(1)
+            return load_classifier().head(self.features(samples)).argmax(1)
 
     def features(self, samples):
         """The shipped classifier's features, those of the Fréchet distance in ``metrics``."""
@@ -45,7 +45,7 @@ class Digits(DataSource):
         with torch.no_grad():
             if self._real_features is None:
                 self._real_features = classifier.features(self.images)
-            features = classifier.features(samples.flatten(1).float())
+            features = self.features(samples)
             predicted = classifier.head(features).argmax(1)
         counts = torch.bincount(predicted, minlength=10)
         # a class counts as covered when it holds at least a fifth of its fair share of samples
@@ -110,8 +110,7 @@ class Gaussians(DataSource):
 
     def classify(self, samples):
         """The mode each sample lies within 3 std of (``-1``: none), as ``metrics`` counts them."""
-        distance, mode = torch.cdist(samples.detach().cpu().flatten(1).double(), self.means).min(1)
-        return torch.where(distance <= 3 * self.std, mode, -1)
+        return mode_labels(samples.detach().cpu().flatten(1), self.means, self.std)
 
     def render(self, samples, path):
         save_scatter(samples.flatten(1), path, marks=self.means)

@@ -273,48 +273,46 @@ class Reinforce(Strategy):
         """The rewards' weights in the advantages at this step: 0 for the pathwise ones."""
         return self.context.reward_weights * self.score_mask
 
-    def kl_to_reference(self, policy, latents):
-        """KL(policy || reference policy) per sample ``[N]`` (``None`` without a reference)."""
+    def reference_policy(self, latents):
+        """The frozen reference policy's distribution for ``latents`` (``None`` without a
+        reference): computed once a step, for the advantages, the KL penalty and the diagnostics."""
         if "reference" not in self.context.models:
             return None
         reference_model = self.context.models["reference"]
         with torch.no_grad():
-            reference = reference_model.distribution(reference_model(latents))
-        return torch.distributions.kl_divergence(policy, reference)
+            return reference_model.distribution(reference_model(latents))
 
-    def step_advantages(self, policy, samples, latents, rewards):
+    def step_advantages(self, policy, samples, rewards, reference):
         """The advantages of this step's ``samples``: the weighted black-box rewards less the
         ``[loss] baseline``; with ``beta``, less ``beta * (log pi(x) - log pi_ref(x))`` for each
-        sample, then less their mean over the global batch (no ``[loss] baseline``)."""
+        sample (``reference``: pi_ref), then less their mean over the global batch (no ``[loss]
+        baseline``)."""
         if not self.beta:
             return self.context.advantages(rewards, self.score_weights()).to(samples.dtype)
-        reference_model = self.context.models["reference"]
         with torch.no_grad():
-            reference = reference_model.distribution(reference_model(latents))
             log_ratio = policy.log_prob(samples) - reference.log_prob(samples)
         return self.context.kl_regularised_advantages(rewards, log_ratio, self.beta, self.score_weights()).to(samples.dtype)
 
-    def kl_penalty(self, policy, latents):
-        """kl_coef * KL(policy || reference policy), averaged over the batch (0 without a reference)."""
+    def kl_penalty(self, policy, reference):
+        """kl_coef * KL(policy || reference), averaged over the batch (0 without ``kl_coef``)."""
         if not self.kl_coef:
             return 0.0
-        return self.kl_coef * self.kl_to_reference(policy, latents).mean()
+        return self.kl_coef * torch.distributions.kl_divergence(policy, reference).mean()
 
-    def diagnostics(self, policy, latents) -> dict:
+    def diagnostics(self, policy, reference) -> dict:
         """What a policy's user tunes by: its mean entropy and standard deviation, and its KL to the
-        reference when there is one (logged as ``policy/entropy``, ``policy/std``, ``policy/kl``)."""
+        ``reference`` when there is one (logged as ``policy/entropy``, ``policy/std``, ``policy/kl``)."""
         with torch.no_grad():
             figures = {"entropy": policy.entropy().mean()}
             try:  # a distribution without a variance (a categorical one) raises NotImplementedError
                 figures["std"] = policy.stddev.mean()
             except NotImplementedError:
                 pass
-            try:  # with beta, a policy need not register a KL for its distribution pair
-                kl = self.kl_to_reference(policy, latents)
-            except NotImplementedError:
-                kl = None
-            if kl is not None:
-                figures["kl"] = kl.mean()
+            if reference is not None:
+                try:  # with beta, a policy need not register a KL for its distribution pair
+                    figures["kl"] = torch.distributions.kl_divergence(policy, reference).mean()
+                except NotImplementedError:
+                    pass
         return figures
 
     def pathwise_term(self, policy, samples, latents):
@@ -339,12 +337,12 @@ class Reinforce(Strategy):
         latents, outputs, samples, rewards, losses = self.rollout(differentiable=True)
         figures = {}
         if rewards is not None:
-            policy = self.context.generator.distribution(outputs)
-            advantages = self.step_advantages(policy, samples, latents, rewards)
+            policy, reference = self.context.generator.distribution(outputs), self.reference_policy(latents)
+            advantages = self.step_advantages(policy, samples, rewards, reference)
             loss = reinforce_loss(policy, samples, advantages, self.context.config.loss.entropy_coef)
-            loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
+            loss = loss + self.kl_penalty(policy, reference) + self.pathwise_term(policy, samples, latents)
             losses["generator"] = self.update(loss)
-            figures = self.diagnostics(policy, latents)
+            figures = self.diagnostics(policy, reference)
         return self.context.step_output(losses, rewards, started, len(latents), figures)
 
     def rollout(self, differentiable=False):
@@ -427,13 +425,14 @@ class PPO(Reinforce):
             with torch.no_grad():
                 sampler = context.generator.distribution(outputs)
                 old_log_prob = sampler.log_prob(samples)
-            advantages = self.step_advantages(sampler, samples, latents, rewards)
+            reference = self.reference_policy(latents)
+            advantages = self.step_advantages(sampler, samples, rewards, reference)
             for _ in range(self.epochs):
                 policy = context.generator.distribution(context.trained_generator(latents))
                 loss = ppo_loss(policy, samples, old_log_prob, advantages, self.clip, context.config.loss.entropy_coef)
-                loss = loss + self.kl_penalty(policy, latents) + self.pathwise_term(policy, samples, latents)
+                loss = loss + self.kl_penalty(policy, reference) + self.pathwise_term(policy, samples, latents)
                 losses["generator"] = self.update(loss)
-            figures = self.diagnostics(policy, latents)
+            figures = self.diagnostics(policy, reference)
             with torch.no_grad():  # of the last epoch's ratios, the share PPO's clip held back
                 ratio = (policy.log_prob(samples) - old_log_prob).exp()
                 figures["clip_fraction"] = ((ratio - 1).abs() > self.clip).float().mean()
