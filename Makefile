@@ -14,7 +14,7 @@ SOURCES := pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp
 .PHONY: train test bench cuda-build test-second-torch classifier clean
 
 train: $(VENV)/.installed
-	$(VENV)/bin/rlgan train
+	$(VENV)/bin/rlgan train --run-dir runs/digits
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -2,6 +2,7 @@
 
 from .builtin.logs import read_metrics
 from .context import StepOutput, TrainingContext
+from .critic import RewardCritic, importance_resample
 from .datasource import DataSource
 from .errors import ConfigError, RewardError
 from .hookspecs import hookimpl
@@ -9,6 +10,6 @@ from .policy import is_policy
 from .reward import Reward, RewardContext
 from .strategy import Strategy
 
-__all__ = ["ConfigError", "DataSource", "Reward", "RewardContext", "RewardError", "StepOutput", "Strategy",
-           "TrainingContext", "hookimpl", "is_policy", "read_metrics"]
+__all__ = ["ConfigError", "DataSource", "Reward", "RewardContext", "RewardCritic", "RewardError", "StepOutput", "Strategy",
+           "TrainingContext", "hookimpl", "importance_resample", "is_policy", "read_metrics"]
 __version__ = "0.1.0"

@@ -75,6 +75,39 @@ def test_the_tilted_latents_of_an_affine_generator_are_the_analytic_optimum(tmp_
     assert gain == pytest.approx(float(weight.square().sum()) / 0.5, abs=0.15)
 
 
+@pytest.mark.parametrize("flow_shift", [0.0, -0.5], ids=["flow-at-its-start", "flow-off-target"])
+def test_proposals_resample_the_flow_towards_the_critics_tilt(tmp_path, base_run, first_coordinate, flow_shift):
+    # with the critic equal to the reward, resampling M proposals from any flow close enough
+    # approaches q*(z) = N(z; w / β, I): the first coordinate's mean sits |w|² / β above p_ref's
+    beta = 4.0
+    engine = Engine(latent_config(base_run, 5, critic=[8], proposals=64, beta=beta), tmp_path / "tilted")
+    weight = engine.generator.net[0].weight[0].detach()
+    engine.context.models["latent_critic"] = FirstCoordinateCritic()
+    engine.context.models["latent_policy"] = ShiftedNormal(flow_shift * weight / beta)
+    with torch.no_grad():
+        reference = engine.context.generator(torch.randn(100000, 2, generator=torch.Generator().manual_seed(2)))
+        resampled = engine.strategy.sample(100000, seed=3)
+    gain = float(resampled[:, 0].mean() - reference[:, 0].mean())
+    assert gain == pytest.approx(float(weight.square().sum()) / beta, rel=0.15)
+    assert engine.strategy.sample(10, seed=3).shape == (10, 2)
+
+
+class FirstCoordinateCritic(torch.nn.Module):
+    def forward(self, samples):
+        return samples[:, 0]
+
+
+class ShiftedNormal(torch.nn.Module):
+    """A stand-in flow: N(shift, I)."""
+
+    def __init__(self, shift):
+        super().__init__()
+        self.shift = shift
+
+    def forward(self):
+        return torch.distributions.Independent(torch.distributions.Normal(self.shift, torch.ones_like(self.shift)), 1)
+
+
 def test_the_flow_starts_as_the_generators_prior_and_the_generator_stays_frozen(tmp_path, base_run, first_coordinate):
     engine = Engine(latent_config(base_run, 5), tmp_path / "tilted")
     latents = torch.randn(50, 2)
@@ -101,7 +134,8 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, base_run, 
 
 @pytest.mark.parametrize("strategy, message", [({"init_from": ""}, "needs init_from"),
                                                ({"beta": 0.0}, "beta must be > 0"),
-                                               ({"flow": "maf"}, "flow must be")])
+                                               ({"flow": "maf"}, "flow must be"),
+                                               ({"proposals": 4}, "more than 1 needs a critic")])
 def test_bad_options_are_named(tmp_path, base_run, first_coordinate, strategy, message):
     with pytest.raises(ConfigError, match=message):
         Engine(latent_config(base_run, 5, **strategy), tmp_path / "bad")

@@ -25,16 +25,27 @@ sampler (``eta = 1``, DDPM's posterior: the final sample forgets the starting no
 samples follow ``p_ref(x) * exp(r(x) / beta) / Z`` (docs/kl_target.md).  The older ``kl_coef``
 adds ``kl_coef * KL`` between each step's Gaussian and the reference's to the loss beside
 whitened advantages, which targets no fixed distribution; it keeps working, with a warning.
+
+With ``beta``, ``critic`` (hidden widths) fits an MLP ``c(x)`` to the rewards of each round's
+samples, and ``proposals = M`` makes sampling (evaluation, pictures, ``rlgan sample``) draw ``M``
+trajectories per sample and keep one with probability proportional to
+``exp(c(x)/beta - log_ratio)``, its path's log-ratio to the reference as in training: importance
+resampling towards ``p_ref(x) * exp(c(x) / beta) / Z``, which corrects what the rounds have not
+reached yet, at ``2 M`` times the sampler's cost and no reward calls.
 """
 
 import copy
+import math
 import time
 
 import torch
 
-from rlgan_core import ConfigError, Strategy
+from rlgan_core import ConfigError, RewardCritic, Strategy, importance_resample
 
 from .model import MLPDenoiser
+
+
+TRAJECTORIES_PER_CHUNK = 16384  # trajectories sampled at once with proposals
 
 
 class DDPO(Strategy):
@@ -42,7 +53,8 @@ class DDPO(Strategy):
 
     def __init__(self, context, pretrain_steps: int = 0, init_from: str = "", epochs: int = 1, clip: float = 1e-4,
                  advantage_clip: float = 5.0, kl_coef: float = 0.0, policy_lr: float = 0.0,
-                 max_grad_norm: float = 1.0, beta: float = 0.0):
+                 max_grad_norm: float = 1.0, beta: float = 0.0, critic: list[int] = (), critic_lr: float = 1e-3,
+                 proposals: int = 1):
         super().__init__(context)
         if not isinstance(context.generator, MLPDenoiser):
             raise ConfigError("[strategy] 'ddpo' needs a diffusion model as its [generator], such as mlp_denoiser")
@@ -56,13 +68,22 @@ class DDPO(Strategy):
             if bound.pathwise:
                 raise ConfigError(f"[rewards.{bound.name}] pathwise = true: ddpo uses rewards as black boxes")
         self.check_kl_weights(beta, kl_coef)
+        if critic and not beta:
+            raise ConfigError("[strategy] ddpo: critic serves sampling towards p_ref * exp(r / beta) / Z; set beta")
+        if proposals < 1 or (proposals > 1 and not critic):
+            raise ValueError(f"proposals must be >= 1, and more than 1 needs a critic (the resampling weights "
+                             f"come from it), got proposals = {proposals}, critic = {list(critic)}")
+        if not critic_lr > 0:
+            raise ValueError(f"critic_lr must be > 0, got {critic_lr}")
         self.pretrain_steps, self.epochs, self.clip = pretrain_steps, epochs, clip
         self.advantage_clip, self.kl_coef, self.beta = advantage_clip, kl_coef, beta
-        self.policy_lr, self.max_grad_norm = policy_lr, max_grad_norm
+        self.policy_lr, self.max_grad_norm, self.proposals = policy_lr, max_grad_norm, proposals
         if init_from:
             context.load_models(init_from)
         if kl_coef or beta:
             context.add_model("reference", copy.deepcopy(context.generator))
+        if critic:
+            context.add_model("critic", RewardCritic(math.prod(context.generator.shape), list(critic)), lr=critic_lr)
 
     def phase(self, step):
         return "denoise" if step < self.pretrain_steps else "ddpo"
@@ -118,7 +139,49 @@ class DDPO(Strategy):
                 loss = -surrogate.mean() + (self.kl_coef * kl.mean() if kl is not None else 0.0)
                 losses["generator"] = self.update(loss, self.max_grad_norm)
             figures |= self.diagnostics(mean, std, ratio, kl)
+            if "critic" in context.models:
+                losses["critic"] = self.fit_critic(samples, rewards.double() @ context.reward_weights.double())
         return context.step_output(losses, rewards, started, len(samples), figures)
+
+    def fit_critic(self, samples, scores):
+        """One regression step of the critic towards the weighted rewards of this round's samples; the loss."""
+        loss = self.context.models["critic"].loss(samples, scores)
+        optimizer = self.context.optimizers["critic"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.context.average_gradients("critic")
+        optimizer.step()
+        return loss.detach()
+
+    def sample(self, n, seed):
+        """Without ``proposals`` (or before the first DDPO round), the sampler's ``n`` samples;
+        with them, one of ``proposals`` trajectories per sample, importance-resampled towards
+        ``p_ref * exp(c / beta)``."""
+        if self.proposals == 1 or self.context.state.step <= self.pretrain_steps:
+            return super().sample(n, seed)
+        device = self.context.device
+        rng = torch.Generator(device).manual_seed(seed)
+        per_chunk = max(1, TRAJECTORIES_PER_CHUNK // self.proposals)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return torch.cat([self.resampled(min(per_chunk, n - start), rng) for start in range(0, n, per_chunk)])
+
+    def resampled(self, n, rng):
+        """``n`` samples, each kept from ``proposals`` trajectories of the sampler by importance
+        resampling with weights ``exp(c(x) / beta - log_ratio)``."""
+        model, reference = self.context.generator, self.context.models["reference"]
+        x = torch.randn(n * self.proposals, *model.shape, generator=rng, device=rng.device)
+        log_ratio = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+        for index in range(model.sample_steps):
+            steps = torch.full((len(x),), index, device=x.device)
+            mean, std = model.step_mean(x, steps, model(x, model.walk[steps]))
+            x_prev = mean + std * torch.randn(x.shape, generator=rng, device=x.device)
+            if index < model.sample_steps - 1:  # the stochastic steps: the path's log-ratio, as in training
+                reference_mean, _ = reference.step_mean(x, steps, reference(x, reference.walk[steps]))
+                log_ratio += model.log_prob(x_prev, mean, std) - reference.log_prob(x_prev, reference_mean, std)
+            x = x_prev
+        log_weights = self.context.models["critic"](x).double() / self.beta - log_ratio
+        return importance_resample(x.view(n, self.proposals, *model.shape), log_weights.view(n, self.proposals))
 
     @torch.no_grad()
     def rollout(self):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlgan_core import ConfigError
+from rlgan_core import ConfigError, read_metrics
 from rlgan_core.config import parse_config
 from rlgan_core.engine import Engine
 from rlgan_diffusion.model import MLPDenoiser, cosine_schedule
@@ -171,3 +171,50 @@ def test_beta_folds_the_trajectory_log_ratio_into_mean_centred_advantages(tmp_pa
     assert seen["log_ratio"].abs().sum() > 0
     with pytest.raises(ConfigError, match="beta or kl_coef"):
         Engine(config(strategy={"kl_coef": 0.1, "beta": 0.1}), tmp_path / "both")
+
+
+class ZeroCritic(torch.nn.Module):
+    def forward(self, samples):
+        return torch.zeros(len(samples))
+
+
+class FirstCoordinateCritic(torch.nn.Module):
+    def forward(self, samples):
+        return samples[:, 0]
+
+
+def test_proposals_resample_trajectories_towards_the_critics_tilt_of_the_reference(tmp_path):
+    engine = Engine(config(strategy={"pretrain_steps": 0, "beta": 0.5, "critic": [8], "proposals": 64},
+                           generator={"clip_sample": 1.0}), tmp_path)
+    engine.state.step = 1  # after a DDPO round: sampling resamples
+    reference = engine.models["reference"]
+    with torch.no_grad():
+        expected = reference.sample(20000, seed=1)
+        # the model drifts from the reference; with a zero critic, the path weights p_ref / q bring it back
+        engine.generator.net[-1].bias += 0.1
+        drifted = engine.generator.sample(20000, seed=2)
+    engine.context.models["critic"] = ZeroCritic()
+    resampled = engine.generate(20000, seed=3)
+    assert (drifted.mean(0) - expected.mean(0)).abs().min() > 0.08
+    torch.testing.assert_close(resampled.mean(0), expected.mean(0), atol=0.03, rtol=0)
+    # at the reference, a critic c(x) = x[0] resamples towards p_ref(x)·exp(x[0] / β) / Z: the
+    # reference's samples weighted by exp(x[0] / β) have the same mean
+    engine.generator.load_state_dict(reference.state_dict())
+    engine.context.models["critic"] = FirstCoordinateCritic()
+    weights = torch.softmax(expected[:, 0] / 0.5, 0)
+    tilted = (weights[:, None] * expected).sum(0)
+    assert float(tilted[0] - expected[:, 0].mean()) > 0.1
+    torch.testing.assert_close(engine.generate(20000, seed=4).mean(0), tilted, atol=0.03, rtol=0)
+
+
+def test_ddpo_fits_its_critic_to_each_rounds_rewards(tmp_path):
+    engine = Engine(config(strategy={"pretrain_steps": 2, "beta": 0.5, "critic": [16], "proposals": 4}), tmp_path)
+    summary = engine.run()
+    assert engine.generate(7, seed=0).shape == (7, 2)
+    losses = [record["loss/critic"] for record in read_metrics(tmp_path) if "loss/critic" in record]
+    assert losses and all(math.isfinite(loss) for loss in losses)
+    assert summary["steps"] == 30
+    with pytest.raises(ConfigError, match="set beta"):
+        Engine(config(strategy={"critic": [8]}), tmp_path / "no-beta")
+    with pytest.raises(ConfigError, match="needs a critic"):
+        Engine(config(strategy={"beta": 0.5, "proposals": 4}), tmp_path / "no-critic")
