@@ -5,7 +5,9 @@ them, from a few parts: Tanimoto similarity to a target under one fingerprint, R
 SMARTS matches, and score modifiers (a clipped line, a Gaussian, a half Gaussian), joined by an
 arithmetic or geometric mean.  Fingerprints are RDKit's count-based Morgan (ECFP4, ECFP6; FCFP4
 with feature invariants), atom-pair (maximum length 10) and Gobbi 2-D pharmacophore fingerprints,
-computed with the same RDKit calls GuacaMol and TDC make.
+computed with the same RDKit calls GuacaMol and TDC make, except that the pharmacophore
+fingerprint's bits are enumerated here (:func:`pharmacophore_fingerprint`: the same bits as RDKit's
+``Generate.Gen2DFingerprint``, several times faster).
 
 Isomer scores follow GuacaMol: each element's count (hydrogens included) through a Gaussian of
 width 1 around the target's count, the total atom count through one of width 2, then the geometric
@@ -13,6 +15,8 @@ mean.  (PyTDC's versions around 0.3 counted the total by parsing the SMILES text
 moves ``isomers_*``, ``zaleplon_mpo`` and ``sitagliptin_mpo``.)
 """
 
+import functools
+import itertools
 import re
 from typing import Callable
 
@@ -58,7 +62,6 @@ def arithmetic_mean(values: list[float]) -> float:
 
 def fingerprint(molecule, kind: str):
     from rdkit.Chem import AllChem
-    from rdkit.Chem.Pharm2D import Generate, Gobbi_Pharm2D
 
     if kind == "ECFP4":
         return AllChem.GetMorganFingerprint(molecule, 2)
@@ -69,8 +72,67 @@ def fingerprint(molecule, kind: str):
     if kind == "AP":
         return AllChem.GetAtomPairFingerprint(molecule, maxLength=10)
     if kind == "PHCO":
-        return Generate.Gen2DFingerprint(molecule, Gobbi_Pharm2D.factory)
+        return pharmacophore_fingerprint(molecule)
     raise ValueError(f"unknown fingerprint {kind!r}")
+
+
+def pharmacophore_fingerprint(molecule):
+    """The Gobbi 2-D pharmacophore fingerprint (GuacaMol's ``PHCO``), bit for bit what RDKit's
+    ``Generate.Gen2DFingerprint(molecule, Gobbi_Pharm2D.factory)`` returns, without its Python
+    loop over every combination of feature matches.
+
+    RDKit's definition: a bit for each pair and each triple of distinct feature matches whose
+    every pairwise distance (the fewest bonds between any atom of one and any atom of the other)
+    lies in ``[2, 100)``; the matches of a pair or triple ordered by family, then by atom indices;
+    the bit index from the factory (``GetBitIdx``, which bins the distances and orders a
+    triangle).  Here the distances of all matches come from one array operation and ``GetBitIdx``
+    is asked once per distinct combination of families and distances."""
+    from rdkit import Chem
+
+    factory = _pharmacophore_factory()
+    features = sorted({(family, atoms) for family, found in enumerate(factory.GetMolFeats(molecule))
+                       for atoms in found})
+    signature = factory.GetSignature()
+    count = len(features)
+    if count < 2:
+        return signature
+    member = np.zeros((count, molecule.GetNumAtoms()), dtype=bool)
+    for index, (_, atoms) in enumerate(features):
+        member[index, list(atoms)] = True
+    bonds = Chem.GetDistanceMatrix(molecule, factory.includeBondOrder)  # disconnected atoms: 1e8
+    nearest_atom = np.where(member[:, :, None], bonds[None], np.inf).min(1)  # [feature, atom]
+    distance = np.minimum(np.where(member[None], nearest_atom[:, None], np.inf).min(2), 100).astype(int)
+    valid = (distance >= 2) & (distance < 100)
+    families, near = [family for family, _ in features], distance.tolist()
+    bits = {_pharmacophore_bit((families[i], families[j]), (near[i][j],))
+            for i, j in zip(*np.nonzero(np.triu(valid, 1)))}
+    i, j, k = _triples(count).T
+    for a, b, c in _triples(count)[valid[i, j] & valid[i, k] & valid[j, k]].tolist():
+        bits.add(_pharmacophore_bit((families[a], families[b], families[c]), (near[a][b], near[a][c], near[b][c])))
+    signature.SetBitsFromList(sorted(bits))
+    return signature
+
+
+@functools.cache
+def _pharmacophore_factory():
+    from rdkit.Chem.Pharm2D import Gobbi_Pharm2D
+
+    factory = Gobbi_Pharm2D.factory
+    if (factory.minPointCount, factory.maxPointCount, factory.useCounts, factory.shortestPathsOnly) != (2, 3, False, True):
+        raise RuntimeError("RDKit's Gobbi_Pharm2D factory is not the 2-3 point, shortest-path bit fingerprint "
+                           "pharmacophore_fingerprint reproduces")
+    return factory
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _pharmacophore_bit(families: tuple, distances: tuple) -> int:
+    return _pharmacophore_factory().GetBitIdx(list(families), list(distances), sortIndices=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _triples(count: int) -> np.ndarray:
+    """Every ``i < j < k`` below ``count``, ``[T, 3]``."""
+    return np.array(list(itertools.combinations(range(count), 3)), dtype=np.int64).reshape(-1, 3)
 
 
 def parse(smiles: str):

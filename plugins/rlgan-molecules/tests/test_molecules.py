@@ -115,6 +115,24 @@ def test_deco_hop_start_keeps_its_scaffold_and_decorations():
     assert score("scaffold_hop", [start])[0] == pytest.approx((1 + 1 + 0) / 3)
 
 
+def test_the_pharmacophore_fingerprint_sets_rdkits_bits():
+    from rdkit import Chem
+    from rdkit.Chem.Pharm2D import Generate, Gobbi_Pharm2D
+
+    from rlgan_molecules.oracles import pharmacophore_fingerprint
+    from rlgan_molecules.smiles import read_moses
+
+    # MOSES test molecules, drugs, salts and fragments in pieces, too few features for a pair
+    smiles = read_moses("test", limit=300) + [CELECOXIB, TROGLITAZONE, THIOTHIXENE, MESTRANOL, "[Na+].[Cl-]",
+                                             "c1ccccc1O.NCCO", "C", "CCO", "O=C(O)c1ccccc1C(=O)O"]
+    for text in smiles:
+        molecule = Chem.MolFromSmiles(text)
+        expected = Generate.Gen2DFingerprint(molecule, Gobbi_Pharm2D.factory)
+        got = pharmacophore_fingerprint(molecule)
+        assert got.GetNumBits() == expected.GetNumBits()
+        assert list(got.GetOnBits()) == list(expected.GetOnBits()), text
+
+
 def test_unknown_oracle_names_the_known_ones():
     with pytest.raises(KeyError, match="qed"):
         oracle("drd2")
