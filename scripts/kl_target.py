@@ -3,12 +3,15 @@
     python scripts/kl_target.py grid --seeds 0 1 2 3 4 --out runs/kl-grid
     python scripts/kl_target.py digits --seeds 0 --base runs/digits --out runs/kl-digits
     python scripts/kl_target.py diffusion --seeds 0 --out runs/kl-diffusion
+    python scripts/kl_target.py digits --seeds 0 --base runs/digits --beta 0.3 --out runs/kl-digits-0.3
 
 For each seed: the base run (at that seed, or the ``--base`` runs given) and the fine-tuning run
 from it, measured at its steps and at twice its steps (a run that drifts past p* shows it there):
 
 - ``grid``: ``configs/gaussians25.toml``, then ``configs/grid_box_kl.toml`` (``latent_policy``);
 - ``digits``: ``configs/digits.toml``, then ``configs/digits_symmetry_kl.toml`` (``latent_policy``);
+- ``vae``: ``configs/vae_digits.toml``, then ``configs/vae_digits_symmetry_kl.toml`` (``latent_policy``
+  on the VAE's decoder);
 - ``diffusion``: ``configs/diffusion_digits.toml``'s denoising pre-training alone, then its DDPO
   rounds with ``beta`` from the pre-trained run.
 
@@ -40,6 +43,8 @@ TASKS = {
              "reward": ["--reward", "inside_box", "--option", "lower=[1.0, -5.0]", "--option", "upper=[5.0, 5.0]"]},
     "digits": {"base": "configs/digits.toml", "tuned": "configs/digits_symmetry_kl.toml", "count": 20000, "shown": 100,
                "reward": ["--reward", "mirror_symmetry"]},
+    "vae": {"base": "configs/vae_digits.toml", "tuned": "configs/vae_digits_symmetry_kl.toml", "count": 20000,
+            "shown": 100, "reward": ["--reward", "mirror_symmetry"]},
     "diffusion": {"base": "configs/diffusion_digits.toml", "tuned": "configs/diffusion_digits.toml", "count": 20000,
                   "shown": 100, "reward": ["--reward", "mirror_symmetry"],
                   "base_run": {"steps": PRETRAINING},  # the pre-training alone
@@ -62,14 +67,14 @@ def base_run(task: dict, seed: int, out: Path) -> Path:
     return run_dir
 
 
-def tuned_run(task: dict, base: Path, seed: int, steps: int, out: Path) -> list[Path]:
+def tuned_run(task: dict, base: Path, seed: int, steps: int, beta: float, out: Path) -> list[Path]:
     """The fine-tuning run from ``base``, trained for twice its ``steps``: its checkpoint at
     ``steps`` and the run at the end (a strategy here has no schedule over the run's length, so
     the checkpoint is what a run of ``steps`` ends with)."""
     run_dir = out / f"tuned-seed{seed}"
     config = tomllib.loads((ROOT / task["tuned"]).read_text())
     config["run"] |= {"seed": seed, "steps": 2 * steps, "device": "cpu"}
-    config["strategy"] |= {"init_from": str(base.resolve()), **task.get("tuned_strategy", {})}
+    config["strategy"] |= {"init_from": str(base.resolve()), "beta": beta, **task.get("tuned_strategy", {})}
     config["checkpoint"] = {"every": steps, "keep": 2}
     config.setdefault("logging", {})["progress"] = False
     train(config, run_dir)
@@ -105,18 +110,19 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--base", nargs="+", help="finished base runs, one per seed (default: train them)")
     parser.add_argument("--out", required=True, help="folder for the runs, the table and the pictures")
+    parser.add_argument("--beta", type=float, help="the KL weight (default: the fine-tuning config's)")
     args = parser.parse_args()
     task, out = TASKS[args.task], Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tuned_config = tomllib.loads((ROOT / task["tuned"]).read_text())
-    beta = tuned_config["strategy"]["beta"]
+    beta = args.beta or tuned_config["strategy"]["beta"]
     steps = task.get("tuned_run", {}).get("steps", tuned_config["run"]["steps"])
     if args.base and len(args.base) != len(args.seeds):
         parser.error("--base: one run per seed")
     results = []
     for index, seed in enumerate(args.seeds):
         base = Path(args.base[index]) if args.base else base_run(task, seed, out)
-        runs = tuned_run(task, base, seed, steps, out)
+        runs = tuned_run(task, base, seed, steps, beta, out)
         results.append({"seed": seed, "base": str(base), "rows": compare(task, base, beta, runs, out, seed)})
         print(f"seed {seed}: " + ", ".join(f"{key} {results[-1]['rows'][2][key]:.3f}" for key in COLUMNS
                                             if key in results[-1]["rows"][2]), flush=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlgan_core.builtin.data import MNIST, Digits
-from rlgan_core.classifier import digits_split, load_classifier
+from rlgan_core.classifier import digits_split, load_classifier, load_mnist_classifier, mnist_split
 
 
 def write_idx(path, array, gz=False):
@@ -35,6 +35,42 @@ def test_mnist_from_npz_and_bad_files(tmp_path):
         MNIST(str(tmp_path))
     with pytest.raises(ValueError, match="expected an .npz file or a folder"):
         MNIST(str(tmp_path / "missing.bin"))
+
+
+def test_mnist_test_split_from_files(tmp_path):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.full((4, 28, 28), 255))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(4))
+    source = MNIST(str(tmp_path), split="test")
+    assert torch.equal(source.tensors()["x"], torch.ones(4, 784))
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        MNIST(str(tmp_path))
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((5, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="'x_test'"):
+        MNIST(str(tmp_path / "mnist.npz"), split="test")
+    with pytest.raises(ValueError, match="'train' or 'test'"):
+        MNIST(str(tmp_path / "mnist.npz"), split="all")
+
+
+def test_bundled_mnist_is_real_28x28_digits_split_in_two():
+    train, test = MNIST(), MNIST(split="test")
+    x, labels = train.tensors()["x"], train.tensors()["label"]
+    assert x.shape == (4000, 784) and test.tensors()["x"].shape == (1000, 784)
+    assert x.min() == -1 and x.max() == 1
+    assert (torch.bincount(test.tensors()["label"]) - torch.bincount(labels) / 4).abs().max() <= 1  # stratified
+    # no held-out digit is a training digit
+    assert not (torch.cdist(test.tensors()["x"][:200], x).min(1).values == 0).any()
+    assert len(MNIST(split="all").tensors()["x"]) == 5000 and len(MNIST(limit=10).tensors()["x"]) == 10
+
+
+def test_the_mnist_classifier_reads_held_out_digits_and_gives_the_floor():
+    x, y = map(torch.from_numpy, mnist_split("test"))
+    accuracy = (load_mnist_classifier()(x).argmax(1) == y).float().mean().item()
+    assert accuracy >= 0.95
+    source = MNIST()
+    floor = source.metrics(x)  # held-out real digits against the training digits
+    assert floor["classes_covered"] == 10
+    one_class = source.metrics(x[y == 3])
+    assert one_class["classes_covered"] == 1 and one_class["frechet_distance"] > 20 * floor["frechet_distance"]
 
 
 def test_digits_are_scaled_and_split():

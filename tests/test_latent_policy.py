@@ -157,7 +157,8 @@ def test_tilt_compare_measures_runs_against_the_target(tmp_path, base_run):
 
 
 @pytest.mark.parametrize("base, tuned", [("gaussians25.toml", "grid_box_kl.toml"),
-                                         ("digits.toml", "digits_symmetry_kl.toml")])
+                                         ("digits.toml", "digits_symmetry_kl.toml"),
+                                         ("vae_digits.toml", "vae_digits_symmetry_kl.toml")])
 def test_the_shipped_kl_configs_fine_tune_a_run_of_their_base_config(tmp_path, base, tuned):
     configs = Path(__file__).resolve().parent.parent / "configs"
 

