@@ -98,6 +98,17 @@ class TrainingContext:
         than ``forward``, such as a sequence policy's ``logits``.  Nothing with one process."""
         distributed.average_gradients(self.models[role])
 
+    def minimise(self, role: str, loss: torch.Tensor) -> torch.Tensor:
+        """One update of model role ``role`` on ``loss``: its gradients zeroed, ``loss``
+        backpropagated, the role's gradients averaged over the ranks (``average_gradients``) and
+        its optimizer stepped; returns ``loss`` detached, for ``step_output``."""
+        optimizer = self.optimizers[role]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.average_gradients(role)
+        optimizer.step()
+        return loss.detach()
+
     def add_model(self, role: str, module: torch.nn.Module, lr: float | None = None) -> None:
         """Add ``module`` as model role ``role`` (on the run's device): trained with Adam at ``lr``
         (and ``[optimizer] betas``), or frozen with ``lr=None``.  Saved with every checkpoint."""

@@ -157,13 +157,8 @@ class LatentPolicy(Strategy):
 
     def fit_critic(self, samples, scores):
         """One regression step of the critic ``c(x)`` towards the rewards of the samples ``x = G(z)``; the loss."""
-        fit = self.context.models["latent_critic"].requires_grad_(True).loss(samples, scores)
-        optimizer = self.context.optimizers["latent_critic"]
-        optimizer.zero_grad(set_to_none=True)
-        fit.backward()
-        self.context.average_gradients("latent_critic")
-        optimizer.step()
-        return fit.detach()
+        critic = self.context.models["latent_critic"].requires_grad_(True)
+        return self.context.minimise("latent_critic", critic.loss(samples, scores))
 
     def pathwise_term(self, latents):
         """Minus the mean weighted pathwise rewards of ``G(latents)``, their gradient reaching the

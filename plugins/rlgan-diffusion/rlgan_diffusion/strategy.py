@@ -145,13 +145,7 @@ class DDPO(Strategy):
 
     def fit_critic(self, samples, scores):
         """One regression step of the critic towards the weighted rewards of this round's samples; the loss."""
-        loss = self.context.models["critic"].loss(samples, scores)
-        optimizer = self.context.optimizers["critic"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.context.average_gradients("critic")
-        optimizer.step()
-        return loss.detach()
+        return self.context.minimise("critic", self.context.models["critic"].loss(samples, scores))
 
     def sample(self, n, seed):
         """Without ``proposals`` (or before the first DDPO round), the sampler's ``n`` samples;
