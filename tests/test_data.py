@@ -73,6 +73,19 @@ def test_the_mnist_classifier_reads_held_out_digits_and_gives_the_floor():
     assert one_class["classes_covered"] == 1 and one_class["frechet_distance"] > 20 * floor["frechet_distance"]
 
 
+def test_digit_class_scores_8x8_and_28x28_digits_with_their_own_classifier():
+    from rlgan_core.builtin.rewards import DigitClass
+
+    reward = DigitClass(3)
+    for split in (digits_split, mnist_split):
+        x, y = map(torch.from_numpy, split("test"))
+        log_p3 = reward(x, None)
+        assert log_p3.shape == (len(x),) and (log_p3 <= 0).all()
+        assert log_p3[y == 3].mean() > -0.2 > -5 > log_p3[y != 3].mean()
+    with pytest.raises(ValueError, match="64 values per sample.*784.*these samples have 100"):
+        reward(torch.zeros(2, 10, 10), None)
+
+
 def test_digits_are_scaled_and_split():
     train, test = Digits("train"), Digits("test")
     assert train.tensors()["x"].shape == (1437, 64) and test.tensors()["x"].shape == (360, 64)

@@ -14,10 +14,11 @@ from ..metrics import frechet_distance, mode_labels, mode_statistics
 
 
 class DigitImages(DataSource):
-    """Digit images in [-1, 1], flattened, with labels, read by the shipped classifier of their size.
+    """Digit images in [-1, 1], flattened, with labels, read by the shipped classifier of their size
+    (``load_classifier``; ``None``: images of a size no shipped classifier reads).
 
     Metrics: the Fréchet distance between the classifier's features of generated samples and of
-    the training images, and how many of the 10 classes the samples cover.
+    the training images, and how many of the 10 classes the samples cover; none without a classifier.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, load_classifier):
@@ -31,15 +32,21 @@ class DigitImages(DataSource):
 
     def classify(self, samples):
         """The shipped classifier's digit for each sample."""
+        if self._load_classifier is None:
+            return None
         with torch.no_grad():
             return self._load_classifier().head(self.features(samples)).argmax(1)
 
     def features(self, samples):
         """The shipped classifier's features, those of the Fréchet distance in ``metrics``."""
+        if self._load_classifier is None:
+            return super().features(samples)
         with torch.no_grad():
             return self._load_classifier().features(samples.detach().float().cpu().flatten(1))
 
     def metrics(self, samples):
+        if self._load_classifier is None:
+            return {}
         if self._real_features is None:
             self._real_features = self.features(self.images)
         features = self.features(samples)
@@ -81,16 +88,8 @@ class MNIST(DigitImages):
             images, labels = mnist_split(split)
         if limit:
             images, labels = images[:limit], labels[:limit]
-        super().__init__(images, labels.astype(np.int64), load_mnist_classifier)
-
-    def metrics(self, samples):
-        return super().metrics(samples) if self.shape == (784,) else {}
-
-    def classify(self, samples):
-        return super().classify(samples) if self.shape == (784,) else None
-
-    def features(self, samples):
-        return super().features(samples) if self.shape == (784,) else DataSource.features(self, samples)
+        classifier = load_mnist_classifier if images.shape[1] == 784 else None
+        super().__init__(images, labels.astype(np.int64), classifier)
 
 
 class Gaussians(DataSource):

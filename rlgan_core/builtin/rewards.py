@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classifier import load_classifier
+from ..classifier import load_classifier, load_mnist_classifier
 from ..hookspecs import hookimpl
 from ..reward import Reward
 
@@ -24,22 +24,27 @@ class Realism(Reward):
 
 
 class DigitClass(Reward):
-    """log p(target | x) under the shipped digits classifier: steers generation to one digit."""
+    """log p(target | x) under the shipped digit classifier for the samples' size: the 8x8 digits'
+    (64 values per sample) or MNIST's (784): steers generation to one digit."""
 
     differentiable = True
+    CLASSIFIERS = {64: load_classifier, 784: load_mnist_classifier}
 
     def __init__(self, target: int = 0):
         if not isinstance(target, int) or not 0 <= target <= 9:
             raise ValueError(f"target must be a digit from 0 to 9, got {target!r}")
         self.target = target
-        self._classifiers: dict[torch.device, torch.nn.Module] = {}
+        self._classifiers: dict[tuple[torch.device, int], torch.nn.Module] = {}
 
     def __call__(self, samples, context):
-        classifier = self._classifiers.get(samples.device)
+        size = samples[0].numel()
+        if size not in self.CLASSIFIERS:
+            raise ValueError(f"digit_class scores 8x8 digits (64 values per sample) or 28x28 MNIST digits (784); "
+                             f"these samples have {size}")
+        key = (samples.device, size)
+        classifier = self._classifiers.get(key)
         if classifier is None:
-            classifier = self._classifiers[samples.device] = _copy_to(load_classifier(), samples.device)
-        if samples[0].numel() != 64:
-            raise ValueError("digit_class scores 8x8 digits (64 values per sample)")
+            classifier = self._classifiers[key] = _copy_to(self.CLASSIFIERS[size](), samples.device)
         return torch.log_softmax(classifier(samples.flatten(1).float()), dim=1)[:, self.target]
 
 
