@@ -70,10 +70,40 @@ def test_r1_penalty_of_a_linear_discriminator_is_half_its_squared_weight_norm():
     assert penalty.requires_grad  # it trains the discriminator
 
 
+def test_lazy_r1_applies_the_penalty_every_few_steps_at_that_many_times_the_weight():
+    def discriminator_after(steps, **strategy):
+        engine = Engine(tiny_config(strategy={"name": "gan", **strategy}), "unused")
+        for _ in range(steps):
+            engine.train_step()
+        return engine.discriminator.state_dict()
+
+    def same(a, b):
+        return all(torch.equal(a[key], b[key]) for key in a)
+
+    lazy = discriminator_after(1, r1=1.0, r1_every=3)  # step 0 carries the penalty, times 3
+    assert same(lazy, discriminator_after(1, r1=3.0)) and not same(lazy, discriminator_after(1, r1=1.0))
+    with pytest.raises(ConfigError, match="r1_every must be an integer >= 1, got 0"):
+        Engine(tiny_config(strategy={"name": "gan", "r1": 1.0, "r1_every": 0}), "unused")
+    check_strategy(quick_config(strategy={"name": "gan", "r1": 1.0, "r1_every": 3}), steps=10)
+
+
 def test_a_run_with_r1_and_spectral_norm_trains_and_resumes_exactly():
     config = quick_config(strategy={"name": "gan", "r1": 1.0}, discriminator={"spectral_norm": True})
     assert any("parametrizations" in key for key in Engine(parse_config(config), "unused").discriminator.state_dict())
     check_strategy(config, steps=10)
+
+
+def test_discriminator_dropout_drops_in_training_only_and_keeps_the_old_layout_at_zero():
+    torch.manual_seed(0)
+    plain, dropped = MLPDiscriminator(TwoD()), MLPDiscriminator(TwoD(), dropout=0.5)
+    assert plain.state_dict().keys() == dropped.state_dict().keys()  # checkpoints of either load into the other
+    x = torch.randn(64, 2)
+    assert not torch.equal(dropped(x), dropped(x))  # a fresh mask per call while training
+    dropped.eval()
+    torch.testing.assert_close(dropped(x), dropped(x))
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
+        MLPDiscriminator(TwoD(), dropout=1.0)
+    check_strategy(quick_config(strategy={"name": "gan", "r1": 1.0}, discriminator={"dropout": 0.3}), steps=10)
 
 
 @pytest.mark.parametrize("model", [MLPDiscriminator, MaxoutDiscriminator])

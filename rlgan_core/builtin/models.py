@@ -61,19 +61,26 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """data -> hidden layers (LeakyReLU) -> one logit per sample.
 
-    ``spectral_norm``: every linear layer spectrally normalised (Miyato et al. 2018).  ``pack``:
+    ``spectral_norm``: every linear layer spectrally normalised (Miyato et al. 2018).  ``dropout``:
+    dropout of that rate after each hidden layer, as the first GAN's discriminator had (Goodfellow
+    et al. 2014): it keeps a discriminator from memorising a small training set.  ``pack``:
     PacGAN's packing (Lin et al. 2018): the discriminator judges ``pack`` samples at once,
     concatenated, and each sample of a pack gets the pack's logit.
     """
 
-    def __init__(self, data, hidden: list[int] = (512, 256), spectral_norm: bool = False, pack: int = 1):
+    def __init__(self, data, hidden: list[int] = (512, 256), spectral_norm: bool = False, pack: int = 1,
+                 dropout: float = 0.0):
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.packing = Packing(pack)
         sizes = [pack * math.prod(data.shape), *hidden, 1]
         layers = []
         for width_in, width_out in zip(sizes, sizes[1:]):
             linear = nn.Linear(width_in, width_out)
-            layers += [nn.utils.parametrizations.spectral_norm(linear) if spectral_norm else linear, nn.LeakyReLU(0.2)]
+            # dropout shares the activation's slot, so that the weights' names do not depend on it
+            activation = nn.Sequential(nn.LeakyReLU(0.2), nn.Dropout(dropout)) if dropout else nn.LeakyReLU(0.2)
+            layers += [nn.utils.parametrizations.spectral_norm(linear) if spectral_norm else linear, activation]
         self.net = nn.Sequential(*layers[:-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

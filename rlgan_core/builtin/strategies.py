@@ -113,16 +113,21 @@ LR_DECAYS = {
 class GAN(Strategy):
     """Options: ``init_from`` (and ``init_weights``: ``average`` or ``raw``; see
     :meth:`TrainingContext.load_models`); ``r1``, the weight of the discriminator's R1 penalty on real data;
+    ``r1_every``, apply it on every that many steps only, at that many times the weight (StyleGAN2's
+    lazy regularisation, Karras et al. 2020: the penalty's double backward is most of a small
+    discriminator's step);
     ``ema_decay``, the decay of an exponential moving average of the generator's weights (role
     ``generator_ema``, saved in checkpoints) that evaluation, pictures and ``rlgan sample`` use
     instead of the generator itself (0: none); ``lr_decay``, the learning rates' schedule over the
     run: ``none``, ``linear`` or ``cosine`` (from ``[optimizer]``'s rates down to 0 at the last step)."""
 
     def __init__(self, context, init_from: str = "", r1: float = 0.0, ema_decay: float = 0.0, lr_decay: str = "none",
-                 init_weights: str = "average"):
+                 init_weights: str = "average", r1_every: int = 1):
         super().__init__(context)
         if r1 < 0:
             raise ValueError(f"r1 must be >= 0, got {r1}")
+        if not isinstance(r1_every, int) or r1_every < 1:
+            raise ValueError(f"r1_every must be an integer >= 1, got {r1_every!r}")
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
         if lr_decay not in LR_DECAYS:
@@ -130,7 +135,7 @@ class GAN(Strategy):
         if init_from:
             context.load_models(init_from, init_weights)
         check_gan_models(context)
-        self.r1, self.lr_decay = r1, LR_DECAYS[lr_decay]
+        self.r1, self.r1_every, self.lr_decay = r1, r1_every, LR_DECAYS[lr_decay]
         self.average = WeightAverage(context, "generator", ema_decay) if ema_decay else None
 
     def set_learning_rates(self):
@@ -151,8 +156,9 @@ class GAN(Strategy):
         early = any(bound.workers for bound in context.rewards)
         if early:
             latents, fake, pending = self.generate()
+        lazy_r1 = self.r1 * self.r1_every if context.state.step % self.r1_every == 0 else 0.0
         batch, discriminator_loss = discriminator_updates(context, context.config.optimizer.discriminator_steps,
-                                                          r1=self.r1)
+                                                          r1=lazy_r1)
         if not early:
             latents, fake, pending = self.generate()
         context.discriminator.requires_grad_(False)
