@@ -114,8 +114,8 @@ class GAN(Strategy):
     """Options: ``init_from`` (and ``init_weights``: ``average`` or ``raw``; see
     :meth:`TrainingContext.load_models`); ``r1``, the weight of the discriminator's R1 penalty on real data;
     ``r1_every``, apply it on every that many steps only, at that many times the weight (StyleGAN2's
-    lazy regularisation, Karras et al. 2020: the penalty's double backward is most of a small
-    discriminator's step);
+    lazy regularisation, Karras et al. 2020: the penalty's double backward is a large share of a
+    small discriminator's step);
     ``ema_decay``, the decay of an exponential moving average of the generator's weights (role
     ``generator_ema``, saved in checkpoints) that evaluation, pictures and ``rlgan sample`` use
     instead of the generator itself (0: none); ``lr_decay``, the learning rates' schedule over the
