@@ -102,6 +102,13 @@ def load_mnist_classifier() -> MnistClassifier:
     return _load(MnistClassifier, MNIST_WEIGHTS)
 
 
+def shipped_classifier(size: int) -> nn.Module | None:
+    """The shipped classifier of flattened digit images of ``size`` values (64: 8x8, 784: 28x28),
+    as its loader gives it; ``None`` for any other size."""
+    loader = {64: load_classifier, 784: load_mnist_classifier}.get(size)
+    return loader() if loader else None
+
+
 def _load(kind: type[nn.Module], weights: Path) -> nn.Module:
     # built without drawing from the global generator: the first build happens mid-run (the first
     # reward call), and a resumed run must draw exactly what an uninterrupted one does

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..classifier import digits_split, load_classifier, load_mnist_classifier, mnist_split
+from ..classifier import digits_split, mnist_split, shipped_classifier
 from ..datasource import DataSource, save_scatter
 from ..hookspecs import hookimpl
 from ..metrics import frechet_distance, mode_labels, mode_statistics
@@ -15,16 +15,15 @@ from ..metrics import frechet_distance, mode_labels, mode_statistics
 
 class DigitImages(DataSource):
     """Digit images in [-1, 1], flattened, with labels, read by the shipped classifier of their size
-    (``load_classifier``; ``None``: images of a size no shipped classifier reads).
+    (:func:`~rlgan_core.classifier.shipped_classifier`; none for other sizes).
 
     Metrics: the Fréchet distance between the classifier's features of generated samples and of
     the training images, and how many of the 10 classes the samples cover; none without a classifier.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, load_classifier):
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
         self.shape = (images.shape[1],)
         self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
-        self._load_classifier = load_classifier
         self._real_features = None
 
     def tensors(self):
@@ -32,26 +31,29 @@ class DigitImages(DataSource):
 
     def classify(self, samples):
         """The shipped classifier's digit for each sample."""
-        if self._load_classifier is None:
+        classifier = shipped_classifier(self.shape[0])  # loaded once, on first use
+        if classifier is None:
             return None
         with torch.no_grad():
-            return self._load_classifier().head(self.features(samples)).argmax(1)
+            return classifier.head(self.features(samples)).argmax(1)
 
     def features(self, samples):
         """The shipped classifier's features, those of the Fréchet distance in ``metrics``."""
-        if self._load_classifier is None:
+        classifier = shipped_classifier(self.shape[0])
+        if classifier is None:
             return super().features(samples)
         with torch.no_grad():
-            return self._load_classifier().features(samples.detach().float().cpu().flatten(1))
+            return classifier.features(samples.detach().float().cpu().flatten(1))
 
     def metrics(self, samples):
-        if self._load_classifier is None:
+        classifier = shipped_classifier(self.shape[0])
+        if classifier is None:
             return {}
         if self._real_features is None:
             self._real_features = self.features(self.images)
         features = self.features(samples)
         with torch.no_grad():
-            predicted = self._load_classifier().head(features).argmax(1)
+            predicted = classifier.head(features).argmax(1)
         counts = torch.bincount(predicted, minlength=10)
         # a class counts as covered when it holds at least a fifth of its fair share of samples
         covered = int((counts >= 0.2 * len(samples) / 10).sum())
@@ -65,7 +67,7 @@ class Digits(DigitImages):
     """scikit-learn's bundled 8x8 digits in [-1, 1], flattened to 64 values, with labels."""
 
     def __init__(self, split: str = "train"):
-        super().__init__(*digits_split(split), load_classifier)
+        super().__init__(*digits_split(split))
 
 
 class MNIST(DigitImages):
@@ -88,8 +90,7 @@ class MNIST(DigitImages):
             images, labels = mnist_split(split)
         if limit:
             images, labels = images[:limit], labels[:limit]
-        classifier = load_mnist_classifier if images.shape[1] == 784 else None
-        super().__init__(images, labels.astype(np.int64), classifier)
+        super().__init__(images, labels.astype(np.int64))
 
 
 class Gaussians(DataSource):

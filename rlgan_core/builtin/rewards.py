@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classifier import load_classifier, load_mnist_classifier
+from ..classifier import shipped_classifier
 from ..hookspecs import hookimpl
 from ..reward import Reward
 
@@ -28,7 +28,6 @@ class DigitClass(Reward):
     (64 values per sample) or MNIST's (784): steers generation to one digit."""
 
     differentiable = True
-    CLASSIFIERS = {64: load_classifier, 784: load_mnist_classifier}
 
     def __init__(self, target: int = 0):
         if not isinstance(target, int) or not 0 <= target <= 9:
@@ -38,13 +37,14 @@ class DigitClass(Reward):
 
     def __call__(self, samples, context):
         size = samples[0].numel()
-        if size not in self.CLASSIFIERS:
-            raise ValueError(f"digit_class scores 8x8 digits (64 values per sample) or 28x28 MNIST digits (784); "
-                             f"these samples have {size}")
         key = (samples.device, size)
         classifier = self._classifiers.get(key)
         if classifier is None:
-            classifier = self._classifiers[key] = _copy_to(self.CLASSIFIERS[size](), samples.device)
+            shipped = shipped_classifier(size)
+            if shipped is None:
+                raise ValueError(f"digit_class scores 8x8 digits (64 values per sample) or 28x28 MNIST digits (784); "
+                                 f"these samples have {size}")
+            classifier = self._classifiers[key] = _copy_to(shipped, samples.device)
         return torch.log_softmax(classifier(samples.flatten(1).float()), dim=1)[:, self.target]
 
 
