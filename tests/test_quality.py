@@ -1,5 +1,6 @@
 """The sample-quality options: the generator's weight average (EMA), the R1 penalty, spectral
-normalisation, PacGAN's packing and maxout discriminator."""
+normalisation, discriminator dropout and the generator judged by the discriminator in eval mode,
+PacGAN's packing and maxout discriminator."""
 
 import pytest
 import torch
@@ -104,6 +105,27 @@ def test_discriminator_dropout_drops_in_training_only_and_keeps_the_old_layout_a
     with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
         MLPDiscriminator(TwoD(), dropout=1.0)
     check_strategy(quick_config(strategy={"name": "gan", "r1": 1.0}, discriminator={"dropout": 0.3}), steps=10)
+
+
+@pytest.mark.parametrize("eval_discriminator", [False, True])
+def test_eval_discriminator_judges_the_generators_samples_in_eval_mode_only(eval_discriminator):
+    strategy = {"name": "gan", "eval_discriminator": eval_discriminator}
+    engine = Engine(tiny_config(strategy=strategy, discriminator={"dropout": 0.3}), "unused")
+    discriminator, modes = engine.discriminator, []
+    forward = discriminator.forward
+    discriminator.forward = lambda x: (modes.append(discriminator.training), forward(x))[1]
+    engine.train_step()
+    engine.train_step()
+    # each step: the discriminator's update on real and generated samples, then the generator's
+    assert modes == [True, not eval_discriminator] * 2
+    assert discriminator.training
+
+
+def test_eval_discriminator_resumes_exactly_and_refuses_bad_values():
+    check_strategy(quick_config(strategy={"name": "gan", "eval_discriminator": True}, discriminator={"dropout": 0.3}),
+                   steps=10)
+    with pytest.raises(ConfigError, match="option 'eval_discriminator' must be true or false, got 'yes'"):
+        Engine(tiny_config(strategy={"name": "gan", "eval_discriminator": "yes"}), "unused")
 
 
 @pytest.mark.parametrize("model", [MLPDiscriminator, MaxoutDiscriminator])

@@ -119,10 +119,14 @@ class GAN(Strategy):
     ``ema_decay``, the decay of an exponential moving average of the generator's weights (role
     ``generator_ema``, saved in checkpoints) that evaluation, pictures and ``rlgan sample`` use
     instead of the generator itself (0: none); ``lr_decay``, the learning rates' schedule over the
-    run: ``none``, ``linear`` or ``cosine`` (from ``[optimizer]``'s rates down to 0 at the last step)."""
+    run: ``none``, ``linear`` or ``cosine`` (from ``[optimizer]``'s rates down to 0 at the last step);
+    ``eval_discriminator``, judge the generator's samples (its loss and the rewards that read the
+    discriminator) with the discriminator in eval mode: its dropout then regularises the
+    discriminator's own training only, and the generator learns from its whole, noiseless judgement
+    rather than from a randomly thinned one."""
 
     def __init__(self, context, init_from: str = "", r1: float = 0.0, ema_decay: float = 0.0, lr_decay: str = "none",
-                 init_weights: str = "average", r1_every: int = 1):
+                 init_weights: str = "average", r1_every: int = 1, eval_discriminator: bool = False):
         super().__init__(context)
         if r1 < 0:
             raise ValueError(f"r1 must be >= 0, got {r1}")
@@ -136,6 +140,7 @@ class GAN(Strategy):
             context.load_models(init_from, init_weights)
         check_gan_models(context)
         self.r1, self.r1_every, self.lr_decay = r1, r1_every, LR_DECAYS[lr_decay]
+        self.eval_discriminator = eval_discriminator
         self.average = WeightAverage(context, "generator", ema_decay) if ema_decay else None
 
     def set_learning_rates(self):
@@ -162,6 +167,7 @@ class GAN(Strategy):
         if not early:
             latents, fake, pending = self.generate()
         context.discriminator.requires_grad_(False)
+        context.discriminator.train(not self.eval_discriminator)
         logits = context.discriminator(fake)
         rewards = pending.result(discriminator_logits=logits, batch=batch)
         losses = {"discriminator": discriminator_loss}
@@ -184,6 +190,7 @@ class GAN(Strategy):
             if self.average is not None:
                 self.average.update()
         context.discriminator.requires_grad_(True)
+        context.discriminator.train()
         return context.step_output(losses, rewards, started, len(latents))
 
     def generate(self):
