@@ -130,7 +130,7 @@ class GAN(Strategy):
         super().__init__(context)
         if r1 < 0:
             raise ValueError(f"r1 must be >= 0, got {r1}")
-        if not isinstance(r1_every, int) or r1_every < 1:
+        if r1_every < 1:  # its type is checked with the config, against the annotation
             raise ValueError(f"r1_every must be an integer >= 1, got {r1_every!r}")
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
