@@ -22,7 +22,9 @@ variation of class or mode masses, the worst mode's mass error, Fréchet distanc
 
 Writes ``OUT/table.md`` (mean ± sd over the seeds), ``OUT/results.json`` (every number) and the
 first seed's samples of the base run, of the exact target and of the tuned run as ``OUT/TASK-p_ref.png``,
-``OUT/TASK-target.png`` and ``OUT/TASK-tuned.png``.
+``OUT/TASK-target.png`` and ``OUT/TASK-tuned.png``.  Seeds can be split over processes that share
+``--out``: the table and ``results.json`` cover every seed finished there.  One folder holds one
+task at one β: its runs are reused, so another task or β there is refused.
 """
 
 import argparse
@@ -32,6 +34,8 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+from rlgan_core.checkpoint import write_atomically
 
 from reward_finetune import train
 
@@ -89,6 +93,27 @@ def compare(task: dict, base: Path, beta: float, runs: list[Path], out: Path, se
     return json.loads(report.read_text())["rows"]
 
 
+def check_settings(out: Path, settings: dict) -> None:
+    """Record the folder's task, β and steps, or refuse ones other than those recorded: the runs
+    there are reused, so another setting would be measured on the first one's runs."""
+    path = out / "settings.json"
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != settings:
+            sys.exit(f"--out {out}: holds runs of {recorded}, not {settings}; give another folder")
+    else:
+        path.write_text(json.dumps(settings))
+
+
+def merge_results(out: Path, results: list[dict]) -> list[dict]:
+    """These results and those of other seeds already in ``OUT/results.json`` (written by another
+    process sharing the folder), one per seed, in seed order."""
+    path = out / "results.json"
+    earlier = json.loads(path.read_text())["results"] if path.exists() else []
+    by_seed = {result["seed"]: result for result in [*earlier, *results]}
+    return [by_seed[seed] for seed in sorted(by_seed)]
+
+
 def render(results: list[dict], beta: float) -> str:
     def stat(values):
         if len(values) == 1:
@@ -119,6 +144,8 @@ def main() -> int:
     steps = task.get("tuned_run", {}).get("steps", tuned_config["run"]["steps"])
     if args.base and len(args.base) != len(args.seeds):
         parser.error("--base: one run per seed")
+    settings = {"task": args.task, "beta": beta, "steps": steps}
+    check_settings(out, settings)
     results = []
     for index, seed in enumerate(args.seeds):
         base = Path(args.base[index]) if args.base else base_run(task, seed, out)
@@ -133,10 +160,10 @@ def main() -> int:
             rlgan("tilt", str(base), *task["reward"], "--beta", str(beta), "-n", str(task["count"]), "--show", shown,
                   "-o", str(out / f"{args.task}-target.png"))
             rlgan("sample", str(tuned), "-n", shown, "-o", str(out / f"{args.task}-tuned.png"))
-    (out / "results.json").write_text(json.dumps({"task": args.task, "beta": beta, "steps": steps, "results": results},
-                                                 indent=2))
+    results = merge_results(out, results)
+    write_atomically(out / "results.json", json.dumps({**settings, "results": results}, indent=2))
     table = render(results, beta)
-    (out / "table.md").write_text(table)
+    write_atomically(out / "table.md", table)
     print(table)
     return 0
 
