@@ -95,14 +95,18 @@ def compare(task: dict, base: Path, beta: float, runs: list[Path], out: Path, se
 
 def check_settings(out: Path, settings: dict) -> None:
     """Record the folder's task, β and steps, or refuse ones other than those recorded: the runs
-    there are reused, so another setting would be measured on the first one's runs."""
-    path = out / "settings.json"
+    there are reused, so another setting would be measured on the first one's runs.  A folder
+    from before ``settings.json`` is known by its ``results.json``, which names them too."""
+    path, results = out / "settings.json", out / "results.json"
     if path.exists():
         recorded = json.loads(path.read_text())
-        if recorded != settings:
-            sys.exit(f"--out {out}: holds runs of {recorded}, not {settings}; give another folder")
+    elif results.exists():
+        recorded = {key: json.loads(results.read_text())[key] for key in settings}
     else:
-        path.write_text(json.dumps(settings))
+        recorded = settings
+    if recorded != settings:
+        sys.exit(f"--out {out}: holds runs of {recorded}, not {settings}; give another folder")
+    path.write_text(json.dumps(settings))
 
 
 def merge_results(out: Path, results: list[dict]) -> list[dict]:
