@@ -113,7 +113,7 @@ class TrainingContext:
         """Add ``module`` as model role ``role`` (on the run's device): trained with Adam at ``lr``
         (and ``[optimizer] betas``), or frozen with ``lr=None``.  Saved with every checkpoint.
         Adam is PyTorch's fused implementation: one kernel per step instead of a dozen small ops per
-        parameter, which on the CPU made the seed's MNIST step 1.35x slower (benchmarks/test_engine.py)."""
+        parameter, which makes the seed's MNIST step 1.35x faster on the CPU (benchmarks/test_engine.py)."""
         if role in self.models or role in RESERVED_ROLES:
             raise ValueError(f"model role {role!r} exists already or is reserved")
         module.to(self.device)
